@@ -1,0 +1,337 @@
+// The engine's device: one GPUDevice plus the pipeline cache, the batched command encoder,
+// the per-batch uniform arena, error surfacing and the DEBUG switch. Browser-safe: no Node imports.
+import { SHADERS } from './shaders.gen.js';
+import { BufferPool, GPU_FLAGS } from './memory.js';
+
+/** Engine-wide switches; `DEBUG` logs the device, generated WGSL and per-kernel times. */
+export const config = {
+  DEBUG: false,
+  /** Submit the open command buffer after this many dispatches so the GPU starts early. */
+  dispatchesPerSubmit: 256,
+};
+
+/** A storage/uniform binding as declared in WGSL; read from the shader source. */
+interface BindingDecl {
+  binding: number;
+  type: GPUBufferBindingType;
+}
+
+interface ShaderEntry {
+  module: GPUShaderModule;
+  bindings: Map<number, BindingDecl>;
+}
+
+/** Bytes per uniform slot: WebGPU's minUniformBufferOffsetAlignment is at most 256. */
+const UNIFORM_SLOT = 256;
+const UNIFORM_SLOTS = 4096;
+
+/** Uniform words per kernel call: u32 values; floats go in through `f32bits`. */
+export type Params = ArrayLike<number>;
+
+const f32view = new Float32Array(1);
+const u32view = new Uint32Array(f32view.buffer);
+/** The u32 bit pattern of an f32, so float parameters can travel in a u32 uniform array. */
+export function f32bits(x: number): number {
+  f32view[0] = x;
+  return u32view[0];
+}
+
+export interface DispatchSpec {
+  /** Shader file name without extension, e.g. 'matmul'. */
+  shader: string;
+  entry: string;
+  /** WGSL `override` constants; part of the pipeline cache key. */
+  constants?: Record<string, number>;
+  /** binding index → buffer (binding 0 is the uniform params when `params` is given). */
+  buffers: Record<number, GPUBuffer>;
+  params?: Params;
+  workgroups: [number, number?, number?];
+  /** Name shown in errors and DEBUG timings; defaults to shader:entry. */
+  label?: string;
+}
+
+export class Device {
+  readonly gpu: GPUDevice;
+  readonly pool: BufferPool;
+  readonly limits: GPUSupportedLimits;
+  readonly features: ReadonlySet<string>;
+  readonly description: string;
+
+  private shaders = new Map<string, ShaderEntry>();
+  private pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pending = 0;
+  private uniformData = new Uint32Array((UNIFORM_SLOT / 4) * UNIFORM_SLOTS);
+  private uniformUsed = 0;
+  private uniformBuffer: GPUBuffer;
+  private lastKernel = '(none)';
+  private fatal: Error | null = null;
+  /** Kernel label → [calls, total ms]; filled only in DEBUG. */
+  readonly kernelTimes = new Map<string, [number, number]>();
+  /** Every dispatch ever recorded, for tests of dispatch counts and benches. */
+  dispatchCount = 0;
+
+  constructor(gpu: GPUDevice, description = 'WebGPU device') {
+    this.gpu = gpu;
+    this.limits = gpu.limits;
+    this.features = new Set(gpu.features as unknown as Iterable<string>);
+    this.description = description;
+    this.pool = new BufferPool(gpu);
+    this.uniformBuffer = gpu.createBuffer({
+      label: 'uniform-arena',
+      size: this.uniformData.byteLength,
+      usage: GPU_FLAGS.UNIFORM | GPU_FLAGS.COPY_DST,
+    });
+    gpu.lost.then((info) => {
+      this.fatal = new Error(`WebGPU device lost (${info.reason}): ${info.message}; last kernel: ${this.lastKernel}`);
+    });
+    gpu.addEventListener('uncapturederror', (ev: Event) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      this.fatal ??= new Error(`WebGPU error near kernel '${this.lastKernel}': ${err.message}`);
+    });
+    if (config.DEBUG) console.log(`[engine] device: ${description}`);
+  }
+
+  /** Throws the first asynchronous device error, naming the kernel it followed. */
+  check(): void {
+    if (this.fatal) {
+      const e = this.fatal;
+      this.fatal = null;
+      throw e;
+    }
+  }
+
+  private shader(name: string): ShaderEntry {
+    let s = this.shaders.get(name);
+    if (s) return s;
+    const code = SHADERS[name];
+    if (code === undefined) throw new Error(`unknown shader '${name}' (known: ${Object.keys(SHADERS).join(', ')})`);
+    if (config.DEBUG) console.log(`[engine] WGSL ${name}.wgsl\n${code}`);
+    this.gpu.pushErrorScope('validation');
+    const module = this.gpu.createShaderModule({ label: name, code });
+    this.gpu.popErrorScope().then((e) => {
+      if (e) this.fatal = new Error(`shader ${name}.wgsl failed to compile: ${e.message}`);
+    });
+    s = { module, bindings: parseBindings(code) };
+    this.shaders.set(name, s);
+    return s;
+  }
+
+  /** Compilation messages of a shader (used by the test that compiles every shader). */
+  async compilationMessages(name: string): Promise<string[]> {
+    const info = await this.shader(name).module.getCompilationInfo();
+    return info.messages.map((m) => `${name}.wgsl:${m.lineNum}:${m.linePos} ${m.type}: ${m.message}`);
+  }
+
+  private pipeline(spec: DispatchSpec) {
+    const slots = Object.keys(spec.buffers).map(Number).sort((a, b) => a - b);
+    const consts = spec.constants ? Object.entries(spec.constants).sort().map(([k, v]) => `${k}=${v}`).join(',') : '';
+    const key = `${spec.shader}|${spec.entry}|${consts}|${slots.join(',')}${spec.params ? '|u' : ''}`;
+    let p = this.pipelines.get(key);
+    if (p) return p;
+    const sh = this.shader(spec.shader);
+    const entries: GPUBindGroupLayoutEntry[] = [];
+    const all = spec.params ? [0, ...slots] : slots;
+    for (const b of all) {
+      const decl = sh.bindings.get(b);
+      if (!decl) throw new Error(`${spec.shader}.wgsl declares no @binding(${b}) (entry ${spec.entry})`);
+      entries.push({ binding: b, visibility: GPU_FLAGS.COMPUTE_STAGE, buffer: { type: decl.type } });
+    }
+    const layout = this.gpu.createBindGroupLayout({ label: key, entries });
+    this.gpu.pushErrorScope('validation');
+    const pipeline = this.gpu.createComputePipeline({
+      label: key,
+      layout: this.gpu.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module: sh.module, entryPoint: spec.entry, constants: spec.constants },
+    });
+    this.gpu.popErrorScope().then((e) => {
+      if (e) this.fatal ??= new Error(`pipeline ${key} failed: ${e.message}`);
+    });
+    p = { pipeline, layout };
+    this.pipelines.set(key, p);
+    return p;
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  /** Records one compute dispatch into the open batch; nothing is submitted until `flush`. */
+  dispatch(spec: DispatchSpec): void {
+    this.check();
+    const label = spec.label ?? `${spec.shader}:${spec.entry}`;
+    this.lastKernel = label;
+    const [x, y = 1, z = 1] = spec.workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > max || y > max || z > max) throw new Error(`${label}: grid ${x}×${y}×${z} exceeds ${max} workgroups per dimension`);
+    const { pipeline, layout } = this.pipeline(spec);
+    const entries: GPUBindGroupEntry[] = [];
+    if (spec.params) {
+      if (this.uniformUsed === UNIFORM_SLOTS) this.flush();
+      const words = UNIFORM_SLOT / 4;
+      if (spec.params.length > words) throw new Error(`${label}: ${spec.params.length} uniform words exceed ${words}`);
+      const off = this.uniformUsed * words;
+      for (let i = 0; i < spec.params.length; i++) this.uniformData[off + i] = spec.params[i];
+      entries.push({ binding: 0, resource: { buffer: this.uniformBuffer, offset: off * 4, size: UNIFORM_SLOT } });
+      this.uniformUsed++;
+    }
+    for (const [b, buffer] of Object.entries(spec.buffers)) entries.push({ binding: Number(b), resource: { buffer } });
+    const group = this.gpu.createBindGroup({ layout, entries });
+    this.encoder ??= this.gpu.createCommandEncoder();
+    this.pass ??= this.encoder.beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, group);
+    this.pass.dispatchWorkgroups(x, y, z);
+    this.dispatchCount++;
+    if (config.DEBUG) {
+      this.timeKernel(label);
+      return;
+    }
+    if (++this.pending >= config.dispatchesPerSubmit) this.flush();
+  }
+
+  private timeKernel(label: string): void {
+    const t0 = performance.now();
+    this.flush();
+    this.gpu.queue.onSubmittedWorkDone().then(() => {
+      const ms = performance.now() - t0;
+      const e = this.kernelTimes.get(label) ?? [0, 0];
+      this.kernelTimes.set(label, [e[0] + 1, e[1] + ms]);
+    });
+  }
+
+  /** The open batch's encoder with no compute pass open, for copies. */
+  encoderForCopy(): GPUCommandEncoder {
+    this.endPass();
+    this.encoder ??= this.gpu.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  /** Submits everything recorded so far (uniforms first, via the queue's ordering). */
+  flush(): void {
+    this.endPass();
+    if (this.uniformUsed > 0) {
+      this.gpu.queue.writeBuffer(this.uniformBuffer, 0, this.uniformData, 0, this.uniformUsed * (UNIFORM_SLOT / 4));
+      this.uniformUsed = 0;
+    }
+    if (this.encoder) {
+      this.gpu.queue.submit([this.encoder.finish()]);
+      this.encoder = null;
+    }
+    this.pending = 0;
+  }
+
+  /** Waits until the GPU has finished all submitted work; rethrows device errors. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.gpu.queue.onSubmittedWorkDone();
+    this.check();
+  }
+
+  /** Uploads host data into a buffer, ordered after everything recorded so far. */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    // queue.writeBuffer runs before any command buffer submitted after it, so the open batch
+    // (which may still read this pooled buffer's previous contents) must be submitted first.
+    this.flush();
+    this.gpu.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Copies `bytes` of a buffer back to the host. The only read-back path in the engine. */
+  async read(buffer: GPUBuffer, bytes: number, byteOffset = 0): Promise<ArrayBuffer> {
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const staging = this.gpu.createBuffer({ size, usage: GPU_FLAGS.MAP_READ | GPU_FLAGS.COPY_DST });
+    this.encoderForCopy().copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(GPU_FLAGS.MAP_MODE_READ);
+      this.check();
+      return staging.getMappedRange().slice(0, bytes);
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** Per-kernel DEBUG timings as printable lines, slowest first. */
+  timingReport(): string {
+    return [...this.kernelTimes.entries()]
+      .sort((a, b) => b[1][1] - a[1][1])
+      .map(([k, [n, ms]]) => `${k.padEnd(40)} ${String(n).padStart(6)} calls ${ms.toFixed(2).padStart(10)} ms`)
+      .join('\n');
+  }
+
+  destroy(): void {
+    this.flush();
+    this.pool.destroy();
+    this.uniformBuffer.destroy();
+    this.gpu.destroy();
+  }
+}
+
+/** Reads `@group(0) @binding(N) var<...>` declarations to build explicit bind-group layouts. */
+function parseBindings(code: string): Map<number, BindingDecl> {
+  const out = new Map<number, BindingDecl>();
+  const re = /@binding\((\d+)\)\s*var<\s*(uniform|storage)\s*(?:,\s*(read_write|read))?\s*>/g;
+  for (const m of code.matchAll(re)) {
+    const type: GPUBufferBindingType =
+      m[2] === 'uniform' ? 'uniform' : m[3] === 'read_write' ? 'storage' : 'read-only-storage';
+    out.set(Number(m[1]), { binding: Number(m[1]), type });
+  }
+  return out;
+}
+
+let current: Device | null = null;
+
+/** The engine's current device; throws a clear message if `init` was not called. */
+export function device(): Device {
+  if (!current) throw new Error('no engine device: call init() (browser) or initNode() from the /node entry first');
+  return current;
+}
+
+export function setDevice(d: Device | null): void {
+  current = d;
+}
+
+/** Limits worth asking for: the adapter's maxima for buffer sizes and workgroup storage. */
+export function wantedLimits(adapter: GPUAdapter): Record<string, number> {
+  const l = adapter.limits;
+  return {
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxBufferSize: l.maxBufferSize,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+  };
+}
+
+/**
+ * Makes the engine's device from a GPUDevice, a GPU (navigator.gpu or Dawn's), or the browser's
+ * navigator.gpu when nothing is given.
+ */
+export async function init(source?: GPU | GPUDevice): Promise<Device> {
+  if (source && 'queue' in source) {
+    current = new Device(source, 'user-supplied GPUDevice');
+    return current;
+  }
+  const gpu = source ?? (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) throw new Error('WebGPU is not available: navigator.gpu is undefined (in Node, use initNode from the /node entry)');
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new Error('no WebGPU adapter found');
+  const features: GPUFeatureName[] = [];
+  if (adapter.features.has('shader-f16')) features.push('shader-f16');
+  if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
+  const dev = await adapter.requestDevice({ requiredLimits: wantedLimits(adapter), requiredFeatures: features });
+  const info = adapter.info;
+  const desc = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'WebGPU adapter';
+  current = new Device(dev, desc);
+  return current;
+}

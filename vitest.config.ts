@@ -1,0 +1,11 @@
+// Test runner settings: GPU tests on lavapipe are slow to compile, so allow long per-test time.
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+  },
+});

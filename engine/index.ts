@@ -5,3 +5,5 @@ export { BufferPool, sizeClass, type PoolStats } from './memory.js';
 export { Tensor, tidy, keep, numel, shapeStr, type DType, type Shape, type Node } from './tensor.js';
 export { backward, noGrad, isGradEnabled, record, zeroGrad } from './autograd.js';
 export * from './ops/index.js';
+export * from './optim.js';
+export * from './nn.js';

@@ -73,6 +73,9 @@ export class BufferPool {
     this.stats.inUseBuffers--;
   }
 
+  /** Called after `trim` destroys buffers, so caches holding them (bind groups) can drop them. */
+  onTrim: (() => void) | null = null;
+
   /** Destroys idle buffers (e.g. after a phase with different shapes). */
   trim(): void {
     for (const list of this.free.values())
@@ -82,6 +85,7 @@ export class BufferPool {
         b.destroy();
       }
     this.free.clear();
+    this.onTrim?.();
   }
 
   resetPeak(): void {

@@ -173,9 +173,13 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-  } finally {
+  } catch (e) {
+    // A failed step must not leak what it allocated before the error.
     scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
   }
+  scopes.pop();
   const survivors = new Set<Tensor>();
   collect(result, survivors);
   for (const t of scope) if (!survivors.has(t)) t.dispose();

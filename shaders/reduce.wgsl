@@ -1,14 +1,15 @@
-// Reductions. `rows`: x viewed as [outer, R, inner], one workgroup per (outer, inner) output,
-// its invocations striding over R and combining in workgroup memory. `sum_to`: the general
-// broadcast-undo reduction used by backward rules (each output sums its broadcast preimage).
+// Reductions. `rows`: x viewed as [outer, R, inner], one workgroup per (outer, chunk of R, inner)
+// output, its invocations striding over the chunk and combining in workgroup memory. `sum_to`: the
+// general broadcast-undo reduction used by backward rules (each output sums its broadcast
+// preimage); `expand`, its inverse, materialises a broadcast.
 
 struct Params {
   outer: u32,
   r: u32,
   inner: u32,
   rank: u32,
-  count: u32,     // sum_to: input elements per output element
-  n_out: u32,     // sum_to: output elements
+  count: u32,     // sum_to: input elements per output element; rows: elements of R per chunk
+  n_out: u32,     // sum_to, expand: output elements; rows: chunks of R
   pad0: u32,
   pad1: u32,
   in_dims: array<vec4<u32>, 2>,
@@ -30,21 +31,27 @@ fn combine(a: f32, b: f32) -> f32 {
   return a + b;
 }
 
-fn identity() -> f32 {
-  if (OP == 1u) { return bitcast<f32>(0xff7fffffu); } // lowest finite f32
+// The start value: 0 for sum; for max a member of the reduced set (max is idempotent), so rows
+// of -inf give -inf. `first` is the index of one element of the set (R is never empty here).
+fn start(first: u32) -> f32 {
+  if (OP == 1u) { return x[first]; }
   return 0.0;
 }
 
-// One workgroup per output; grid is (inner, outer) folded into x/y.
+// One workgroup per output of [outer, chunks, inner] (chunks = n_out, each `count` long); the
+// grid is folded into x/y.
 @compute @workgroup_size(WG)
 fn rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let o = wid.y * nw.x + wid.x;           // output index = outer_i * inner + inner_i
-  if (o >= p.outer * p.inner) { return; }  // uniform per workgroup
-  let oi = o / p.inner;
+  let o = wid.y * nw.x + wid.x;                     // = (outer_i * chunks + chunk_i) * inner + inner_i
+  if (o >= p.outer * p.n_out * p.inner) { return; }  // uniform per workgroup
   let ii = o % p.inner;
+  let ci = (o / p.inner) % p.n_out;
+  let oi = o / (p.inner * p.n_out);
   let base = oi * p.r * p.inner + ii;
-  var acc = identity();
-  for (var k = lid.x; k < p.r; k += WG) { acc = combine(acc, x[base + k * p.inner]); }
+  let k0 = ci * p.count;
+  let k1 = min(p.r, k0 + p.count);
+  var acc = start(base + k0 * p.inner);
+  for (var k = k0 + lid.x; k < k1; k += WG) { acc = combine(acc, x[base + k * p.inner]); }
   part[lid.x] = acc;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
@@ -60,7 +67,7 @@ fn rows_thread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   let n = p.outer * p.inner;
   for (var o = gid.x; o < n; o += nw.x * WG) {
     let base = (o / p.inner) * p.r * p.inner + o % p.inner;
-    var acc = identity();
+    var acc = start(base);
     for (var k = 0u; k < p.r; k++) { acc = combine(acc, x[base + k * p.inner]); }
     out[o] = acc;
   }
@@ -96,5 +103,22 @@ fn sum_to(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
       acc += x[off];
     }
     out[o] = acc;
+  }
+}
+
+// out[o] = x[broadcast offset of o]: in_dims holds the output dims, in_strides x's strides read
+// as broadcast to them (0 on broadcast dims).
+@compute @workgroup_size(WG)
+fn expand(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  for (var o = gid.x; o < p.n_out; o += nw.x * WG) {
+    var rem = o;
+    var off = 0u;
+    for (var i = i32(p.rank) - 1; i >= 0; i--) {
+      let k = u32(i);
+      let n = d(p.in_dims, k);
+      off += (rem % n) * d(p.in_strides, k);
+      rem /= n;
+    }
+    out[o] = x[off];
   }
 }

@@ -1,7 +1,7 @@
 // Node entry: creates the engine's device through Dawn (npm `webgpu`), with a clear error when no
 // adapter exists (no GPU and no software Vulkan driver). The only engine file that imports Node.
 import { create, globals } from 'webgpu';
-import { init, type Device } from '../device.js';
+import { config, init, type Device } from '../device.js';
 
 export const SETUP_HINT =
   'No WebGPU adapter found. Without a GPU, Dawn needs a software Vulkan driver (Mesa 25 lavapipe): ' +
@@ -22,8 +22,12 @@ export function nodeGPU(): GPU {
 
 /** Initialises the engine on Dawn; throws SETUP_HINT when there is no adapter. */
 export async function initNode(): Promise<Device> {
+  // ENGINE_DEBUG=1 logs the device, every generated WGSL module and per-kernel times.
+  if (process.env.ENGINE_DEBUG && process.env.ENGINE_DEBUG !== '0') config.DEBUG = true;
   const g = nodeGPU();
   const adapter = await g.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error(SETUP_HINT);
-  return init(g);
+  const dev = await init(g);
+  if (config.DEBUG) process.on('exit', () => console.log(`[engine] per-kernel times (flush + wait per dispatch)\n${dev.timingReport()}`));
+  return dev;
 }

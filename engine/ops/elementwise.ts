@@ -17,6 +17,8 @@ export type BinaryOp = keyof typeof BINARY;
 type DiffBinaryOp = Exclude<BinaryOp, 'eq' | 'gt'>;
 
 function params(n: number, scalar = 0, rank = 0, shape: Shape = [], sa: Shape = [], sb: Shape = [], sc: Shape = []) {
+  // Contiguous kernels read only n and scalar: skip packing the (unused) dims on the hot path.
+  if (rank === 0) return [n, 0, f32bits(scalar), 0];
   return [n, rank, f32bits(scalar), 0, ...pack8(shape), ...pack8(sa), ...pack8(sb), ...pack8(sc)];
 }
 

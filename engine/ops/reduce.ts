@@ -2,7 +2,7 @@
 // sumTo, which undoes broadcasting in backward rules.
 import { record } from '../autograd.js';
 import { Tensor, shapeStr, type Shape } from '../tensor.js';
-import { assertF32, gridFor, normAxis, pack8, run, sameShape, stridesOf } from './common.js';
+import { assertF32, broadcastShapes, broadcastStrides, gridFor, normAxis, pack8, run, sameShape, stridesOf } from './common.js';
 import { div, eq, fill, mul } from './elementwise.js';
 import { reshape } from './view.js';
 
@@ -11,6 +11,16 @@ const SHADER = 'reduce';
 const ROW_WG = 64;
 /** Below this many outputs the one-workgroup-per-output kernel wins; above, one invocation each. */
 const THREAD_PER_OUTPUT_MIN = 4096;
+/**
+ * Few outputs with long rows (e.g. a full reduction of 70k elements) would leave all but a few
+ * workgroups idle: R is then split into chunks of at least SPLIT_CHUNK_MIN elements, one
+ * workgroup each, aiming at SPLIT_TARGET_WGS workgroups, and a second pass sums the chunks.
+ * Chunking depends only on the shape, so results stay bit-identical run to run.
+ */
+const SPLIT_CHUNK_MIN = 4096;
+const SPLIT_TARGET_WGS = 256;
+/** Workgroups per grid dimension the `rows` kernel folds its grid into. */
+const MAX_GRID_DIM = 65535;
 
 function header(outer: number, r: number, inner: number, rank = 0, count = 0, nOut = 0): number[] {
   return [outer, r, inner, rank, count, nOut, 0, 0];
@@ -19,17 +29,39 @@ function header(outer: number, r: number, inner: number, rank = 0, count = 0, nO
 /** x viewed as [outer, R, inner] reduced over R → [outer, inner]. */
 function reduceRows(x: Tensor, outer: number, r: number, inner: number, op: 'sum' | 'max', outShape: Shape): Tensor {
   assertF32(x, op);
-  const out = Tensor.empty(outShape);
   const OP = op === 'sum' ? 0 : 1;
   const n = outer * inner;
-  if (n === 0) return out;
-  if (n >= THREAD_PER_OUTPUT_MIN || r < ROW_WG) {
-    run({ shader: SHADER, entry: 'rows_thread', constants: { OP }, label: `${op}_rows`, buffers: { 1: x.buffer, 2: out.buffer }, params: header(outer, r, inner), workgroups: [gridFor(n)] });
-  } else {
-    // Fold the output grid into x·y so it stays under the per-dimension limit.
-    const gx = Math.min(n, 65535);
-    run({ shader: SHADER, entry: 'rows', constants: { OP, WG: ROW_WG }, label: `${op}_rows_wg`, buffers: { 1: x.buffer, 2: out.buffer }, params: header(outer, r, inner), workgroups: [gx, Math.ceil(n / gx)] });
+  if (n === 0) return Tensor.empty(outShape);
+  if (r === 0) {
+    if (op === 'max') throw new Error(`max: cannot reduce an empty axis (${n} outputs of 0 elements)`);
+    return fill(outShape, 0);
   }
+  if (n >= THREAD_PER_OUTPUT_MIN || r < ROW_WG) {
+    const out = Tensor.empty(outShape);
+    run({ shader: SHADER, entry: 'rows_thread', constants: { OP }, label: `${op}_rows`, buffers: { 1: x.buffer, 2: out.buffer }, params: header(outer, r, inner), workgroups: [gridFor(n)] });
+    return out;
+  }
+  const chunks = Math.min(Math.floor(r / SPLIT_CHUNK_MIN), Math.ceil(SPLIT_TARGET_WGS / n));
+  if (chunks <= 1) return rowsWorkgroup(x, outer, r, inner, r, 1, OP, outShape, op);
+  // Pass 1: partial [outer, chunks, inner]; pass 2 reduces the chunks (few, so one more pass).
+  const chunk = Math.ceil(r / chunks);
+  const nChunks = Math.ceil(r / chunk);
+  const partial = rowsWorkgroup(x, outer, r, inner, chunk, nChunks, OP, [outer, nChunks, inner], op);
+  const out = reduceRows(partial, outer, nChunks, inner, op, outShape);
+  partial.dispose();
+  return out;
+}
+
+/** One workgroup per (output, chunk of R): writes [outer, nChunks, inner]. */
+function rowsWorkgroup(x: Tensor, outer: number, r: number, inner: number, chunk: number, nChunks: number, OP: number, outShape: Shape, op: string): Tensor {
+  const out = Tensor.empty(outShape);
+  const groups = outer * inner * nChunks;
+  // Fold the grid into x·y so it stays under the per-dimension limit.
+  const gx = Math.min(groups, MAX_GRID_DIM);
+  run({
+    shader: SHADER, entry: 'rows', constants: { OP, WG: ROW_WG }, label: `${op}_rows_wg`, buffers: { 1: x.buffer, 2: out.buffer },
+    params: header(outer, r, inner, 0, chunk, nChunks), workgroups: [gx, Math.ceil(groups / gx)],
+  });
   return out;
 }
 
@@ -58,7 +90,8 @@ export function sum(x: Tensor, axis?: number, keepDims = false): Tensor {
 /** Mean along `axis` (or of everything). */
 export function mean(x: Tensor, axis?: number, keepDims = false): Tensor {
   const n = axis === undefined ? x.size : x.shape[normAxis(axis, x.ndim, 'mean')];
-  return mul(sum(x, axis, keepDims), fill([1], 1 / n));
+  // A rank-0 factor, so the product keeps the sum's shape (a [1] factor would turn [] into [1]).
+  return mul(sum(x, axis, keepDims), fill([], 1 / n));
 }
 
 /** Max along `axis` (or of everything); the gradient is shared equally by tied maxima. */
@@ -87,6 +120,20 @@ export function sumTo(x: Tensor, shape: Shape): Tensor {
     if (t !== 1 && t !== d) throw new Error(`sumTo: cannot reduce ${shapeStr(x.shape)} to ${shapeStr(shape)}`);
     return t;
   });
+  // The common cases (bias gradients: [B, T, C] → [C]; row or column sums) reduce one run of
+  // adjacent dims: x is then [outer, R, inner] and the tuned row kernels apply. Size-1 dims of x
+  // play no part. Anything else takes the general (slower) sum_to kernel.
+  let [outer, r, inner, phase] = [1, 1, 1, 0]; // phase 0: before the reduced run, 1: in it, 2: after
+  for (let i = 0; i < rank && phase >= 0; i++) {
+    const d = x.shape[i];
+    if (d === 1) continue;
+    if (outDims[i] === 1) {
+      if (phase === 2) phase = -1;
+      else [phase, r] = [1, r * d];
+    } else if (phase === 0) outer *= d;
+    else [phase, inner] = [2, inner * d];
+  }
+  if (phase >= 0 && x.size > 0) return r === 1 ? x.view(shape) : reduceRows(x, outer, r, inner, 'sum', shape);
   const nOut = outDims.reduce((a, b) => a * b, 1);
   const out = Tensor.empty(shape);
   const count = nOut === 0 ? 0 : x.size / nOut;
@@ -98,10 +145,18 @@ export function sumTo(x: Tensor, shape: Shape): Tensor {
   return out;
 }
 
-/** Broadcasts x to `shape` (materialised), with sumTo as its backward. */
+/** Broadcasts x to `shape` (materialised by one gather kernel), with sumTo as its backward. */
 export function broadcastTo(x: Tensor, shape: Shape): Tensor {
-  if (sameShape(x.shape, shape)) return x.view(shape);
-  const out = mul(x, fill(shape, 1));
-  if (!sameShape(out.shape, shape)) throw new Error(`broadcastTo: ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape)}`);
-  return out;
+  if (sameShape(x.shape, shape)) return reshape(x, shape); // an alias that keeps the tape
+  assertF32(x, 'broadcastTo');
+  if (!sameShape(broadcastShapes(x.shape, shape, 'broadcastTo'), shape))
+    throw new Error(`broadcastTo: ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape)}`);
+  const out = Tensor.empty(shape);
+  run({
+    shader: SHADER, entry: 'expand', label: 'expand', buffers: { 1: x.buffer, 2: out.buffer },
+    params: [...header(0, 0, 0, shape.length, 0, out.size), ...pack8(shape), ...pack8(broadcastStrides(x.shape, shape)), ...pack8([])],
+    workgroups: [gridFor(out.size)],
+  });
+  // d broadcast / dx: every copy of x_i contributes, so the gradient sums back over broadcast dims.
+  return record(out, 'broadcastTo', [x], (g) => [sumTo(g, x.shape)]);
 }

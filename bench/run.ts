@@ -7,6 +7,10 @@ import { hideBin } from 'yargs/helpers';
 import { device } from '../engine/index.js';
 import { initNode, nodeGPU } from '../engine/node/index.js';
 import { jsF64, ours } from './ours.js';
+import {
+  DECODE_SHAPE, SMALL_DECODER, TRAIN_SHAPE, attentionComposite, timeAttention, timeDecoderStep, timeDecoding,
+} from './transformer.js';
+import { attention } from '../engine/index.js';
 import { errMsg } from './peers/common.js';
 import { installWebGPUShim, peers, type Peer, type PeerTiming, type TimeOpts } from './peers/index.js';
 
@@ -14,6 +18,8 @@ interface Measure {
   ms: number;
   gflops?: number;
   gbps?: number;
+  /** Tokens per second, for the decoder rows. */
+  tokensPerSec?: number;
 }
 
 interface Row extends Measure {
@@ -33,7 +39,27 @@ interface Case {
   /** Slow peers (e.g. the float64 floor) skip big shapes. */
   skip?: string[];
   run: (p: Peer, o: TimeOpts) => Promise<PeerTiming> | undefined;
+  /** Rows measured without the library peers: our path first, then named alternatives of ours. */
+  own?: Record<string, (o: TimeOpts) => Promise<PeerTiming>>;
+  /** Tokens processed per call (for tokens/s). */
+  tokens?: number;
 }
+
+const ATT = (T: number) => ({ B: 1, NH: 4, T, hs: 32 });
+const attnFlops = (T: number, grad: boolean) => {
+  const { B, NH, hs } = ATT(T);
+  // Causal: half of QKᵀ and PV; backward costs about 2.5× the forward (dQ, dK, dV, recomputed P).
+  const fwd = 2 * 2 * B * NH * T * T * hs * 0.5;
+  return grad ? fwd * 3.5 : fwd;
+};
+const attentionCase = (T: number, grad: boolean, quick: boolean): Case => ({
+  name: grad ? 'attention fwd+bwd' : 'attention fwd', shape: `B=1 NH=4 T=${T} hs=32 causal`, flops: attnFlops(T, grad), quick,
+  run: () => undefined,
+  own: {
+    ours: (o) => timeAttention(attention, ATT(T), grad, o),
+    composite: (o) => timeAttention(attentionComposite, ATT(T), grad, o),
+  },
+});
 
 const F32 = 4;
 
@@ -48,17 +74,31 @@ const cases: Case[] = [
   { name: 'tiny op dispatch', shape: '64 floats', quick: true, run: (p, o) => p.tinyOp?.(o) },
   // relu(x W1 + b1) W2 + b2, MSE: forward 2 matmuls, backward 4.
   { name: 'MLP fwd+bwd step', shape: 'B=256 D=512 H=1024', flops: 6 * 2 * 256 * 512 * 1024, quick: false, run: (p, o) => p.mlpStep?.(256, 512, 1024, o) },
+  attentionCase(128, false, true),
+  attentionCase(128, true, true),
+  attentionCase(512, false, false),
+  attentionCase(512, true, false),
+  {
+    name: 'decoder train step', shape: `L=${SMALL_DECODER.num_hidden_layers} C=${SMALL_DECODER.hidden_size} V=${SMALL_DECODER.vocab_size} B=${TRAIN_SHAPE.B} T=${TRAIN_SHAPE.T}`,
+    tokens: TRAIN_SHAPE.B * TRAIN_SHAPE.T, quick: false, run: () => undefined, own: { ours: timeDecoderStep },
+  },
+  {
+    name: 'greedy decoding (KV cache)', shape: `${DECODE_SHAPE.prompts} seqs × ${DECODE_SHAPE.newTokens} new tokens, same model`,
+    tokens: DECODE_SHAPE.prompts * DECODE_SHAPE.newTokens, quick: false, run: () => undefined, own: { ours: timeDecoding },
+  },
 ];
 
 function measure(c: Case, t: PeerTiming): Measure {
   const m: Measure = { ms: t.ms };
   if (c.flops) m.gflops = c.flops / (t.ms * 1e6);
   if (c.bytes) m.gbps = c.bytes / (t.ms * 1e6);
+  if (c.tokens) m.tokensPerSec = c.tokens / (t.ms / 1000);
   return m;
 }
 
 function fmt(m: Measure | undefined): string {
   if (!m) return '–';
+  if (m.tokensPerSec !== undefined) return `${m.ms.toFixed(2)} ms (${m.tokensPerSec.toFixed(0)} tok/s)`;
   const rate = m.gflops !== undefined ? `${m.gflops.toFixed(1)} GFLOP/s` : m.gbps !== undefined ? `${m.gbps.toFixed(2)} GB/s` : `${(m.ms * 1000).toFixed(1)} µs`;
   return m.gflops !== undefined || m.gbps !== undefined ? `${m.ms.toFixed(2)} ms (${rate})` : rate;
 }
@@ -97,7 +137,14 @@ async function main(): Promise<void> {
     if (argv.quick && !c.quick) continue;
     if (argv.only && !c.name.includes(argv.only)) continue;
     let row: Row | null = null;
-    for (const p of active) {
+    if (c.own) {
+      for (const [name, f] of Object.entries(c.own)) {
+        const m = measure(c, await f(opts));
+        if (!row) row = { name: c.name, shape: c.shape, ...m, peers: {} };
+        else row.peers[name] = m;
+      }
+    }
+    for (const p of c.own ? [] : active) {
       if (c.skip?.includes(p.name) && p !== ours) continue;
       let t: PeerTiming | undefined;
       try {
@@ -116,7 +163,7 @@ async function main(): Promise<void> {
     console.log(`${c.name.padEnd(22)} ${c.shape.padEnd(20)} ours ${fmt(row)}  ${Object.entries(row.peers).map(([k, v]) => `${k} ${fmt(v)}`).join('  ')}`);
   }
 
-  const names = active.slice(1).map((p) => p.name);
+  const names = [...active.slice(1).map((p) => p.name), 'composite'];
   const lines = [
     `| kernel | shape | ours | ${names.map((n) => `${n} | ours/${n}`).join(' | ')} |`,
     `|---|---|---|${names.map(() => '---|---').join('|')}|`,

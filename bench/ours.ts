@@ -77,6 +77,15 @@ export const ours: Peer = {
   async dispose() {},
 };
 
+/** log Σ_j exp(x[o + j]) over one row of length V, max-subtracted. */
+function rowLogSumExp(x: Float64Array, o: number, V: number): number {
+  let m = -Infinity;
+  for (let j = 0; j < V; j++) m = Math.max(m, x[o + j]);
+  let s = 0;
+  for (let j = 0; j < V; j++) s += Math.exp(x[o + j] - m);
+  return m + Math.log(s);
+}
+
 /** The float64 reference in plain JavaScript: the floor any GPU engine should clear. */
 export const jsF64: Peer = {
   name: 'js-f64',
@@ -105,11 +114,7 @@ export const jsF64: Peer = {
     return timeReps(async () => {
       for (let r = 0; r < R; r++) {
         const o = r * V;
-        let m = -Infinity;
-        for (let j = 0; j < V; j++) m = Math.max(m, x[o + j]);
-        let s = 0;
-        for (let j = 0; j < V; j++) s += Math.exp(x[o + j] - m);
-        const lse = m + Math.log(s);
+        const lse = rowLogSumExp(x, o, V);
         for (let j = 0; j < V; j++) y[o + j] = x[o + j] - lse;
       }
     }, opts);
@@ -122,11 +127,7 @@ export const jsF64: Peer = {
       let loss = 0;
       for (let r = 0; r < R; r++) {
         const o = r * V;
-        let m = -Infinity;
-        for (let j = 0; j < V; j++) m = Math.max(m, x[o + j]);
-        let s = 0;
-        for (let j = 0; j < V; j++) s += Math.exp(x[o + j] - m);
-        const lse = m + Math.log(s);
+        const lse = rowLogSumExp(x, o, V);
         loss += lse - x[o + t[r]];
         for (let j = 0; j < V; j++) g[o + j] = Math.exp(x[o + j] - lse) / R;
         g[o + t[r]] -= 1 / R;

@@ -3,7 +3,7 @@
 import type { PeerTiming, TimeOpts } from './index.js';
 
 /** Number of chained 64-float adds per repetition in `tinyOp`; the result is total / this. */
-export const TINY_OP_CHAIN = 100;
+export const TINY_OP_CHAIN = 1000;
 /** Element count of the tiny elementwise op. */
 export const TINY_OP_SIZE = 64;
 

@@ -1,5 +1,6 @@
 // Hugging Face Llama / Qwen2 configs (config.json) with transformers' defaults, the RoPE inverse
 // frequencies those configs define, and the HF tensor-name scheme with a checker for loaded checkpoints.
+import { ropeInvFreq } from '../ops/rope.js';
 
 export type ModelType = 'llama' | 'qwen2';
 
@@ -279,11 +280,7 @@ export function configRopeInvFreq(config: Pick<LlamaLikeConfig, 'head_dim' | 'ro
   const dim = config.head_dim;
   const base = f32(config.rope_theta);
   const half = dim / 2;
-  const inv = new Float32Array(half);
-  for (let i = 0; i < half; i++) {
-    const expo = f32((2 * i) / dim);
-    inv[i] = f32(1 / f32(Math.pow(base, expo)));
-  }
+  const inv = ropeInvFreq(dim, base); // the default table, as the rope op computes it
   const s = config.rope_scaling;
   if (!s) return inv;
   if (s.rope_type === 'linear') {

@@ -14,7 +14,7 @@ export interface RopeOptions {
   offset?: number;
   /** RoPE base (HF rope_theta). Default 10000. Ignored when invFreq is given. */
   theta?: number;
-  /** Precomputed inverse frequencies [hs/2], e.g. after Llama-3 rope_scaling (see llama3InvFreq). */
+  /** Precomputed inverse frequencies [hs/2], e.g. with rope_scaling applied (engine/io/hf.ts configRopeInvFreq). */
   invFreq?: Float32Array;
   /** Multiplies cos and sin (HF attention_scaling, e.g. for YaRN). Default 1. */
   scaling?: number;
@@ -28,26 +28,6 @@ export function ropeInvFreq(hs: number, theta = 10000): Float32Array {
   const f = new Float32Array(hs / 2);
   for (let i = 0; i < hs / 2; i++) f[i] = 1 / Math.fround(theta ** Math.fround((2 * i) / hs));
   return f;
-}
-
-export interface Llama3RopeScaling {
-  factor: number;
-  lowFreqFactor: number;
-  highFreqFactor: number;
-  originalMaxPositionEmbeddings: number;
-}
-
-/** HF's `_compute_llama3_parameters`: long wavelengths slowed by `factor`, a smooth ramp between. */
-export function llama3InvFreq(invFreq: Float32Array, s: Llama3RopeScaling): Float32Array {
-  const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
-  const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
-  return invFreq.map((f) => {
-    const wavelen = (2 * Math.PI) / f;
-    if (wavelen < highWavelen) return f;
-    if (wavelen > lowWavelen) return f / s.factor;
-    const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
-    return ((1 - smooth) * f) / s.factor + smooth * f;
-  });
 }
 
 /** Uploaded inv_freq tables per device, keyed by their f32 bits (a few per model, kept forever). */

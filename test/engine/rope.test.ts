@@ -3,7 +3,8 @@
 // Llama-3-scaled inv_freq.
 import { describe, expect, it } from 'vitest';
 import { backward, tensor, tidy, type Tensor } from '../../engine/index.js';
-import { llama3InvFreq, rope, ropeInvFreq, type RopeOptions } from '../../engine/ops/rope.js';
+import { rope, ropeInvFreq, type RopeOptions } from '../../engine/ops/rope.js';
+import { configRopeInvFreq } from '../../engine/io/hf.js';
 import * as R from '../../engine/ref/rope.js';
 import { nd } from '../../engine/ref/nd.js';
 import { checkOp, expectClose, randData, useDevice } from '../helpers.js';
@@ -37,8 +38,9 @@ describe('rope vs reference', () => {
   it('positions [1, T] shared by the batch', () => check('pos[1,T]', [2, 1, 3, 4], { pos: [[7, 8, 9], [1, 3]] }));
   it('attention scaling', () => check('scaling', [1, 2, 3, 4], { scaling: 1.25 }));
   it('llama-3 scaled inv_freq', () => {
-    const invFreq = llama3InvFreq(ropeInvFreq(16, 500000), {
-      factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64,
+    const invFreq = configRopeInvFreq({
+      head_dim: 16, rope_theta: 500000,
+      rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
     });
     return check('llama3', [2, 2, 3, 16], { invFreq, offset: 500 });
   });

@@ -2,10 +2,19 @@
 // each with its derivative written above its backward rule.
 import { record } from '../autograd.js';
 import { Tensor, type Shape } from '../tensor.js';
-import { assertF32, broadcastShapes, broadcastStrides, f32bits, gridFor, pack8, run, sameShape } from './common.js';
+import { WG, assertF32, broadcastShapes, broadcastStrides, f32bits, gridFor, pack8, run, sameShape } from './common.js';
 import { sumTo } from './reduce.js';
 
 const SHADER = 'elementwise';
+
+/** Contiguous kernels on at most this many vec4s run one small workgroup: fewer idle lanes to launch. */
+const SMALL_N4 = 64;
+
+/** Workgroup size (an override constant) and grid for a contiguous kernel over n4 vec4s. */
+function contiguous(n4: number): { constants: Record<string, number>; workgroups: [number] } {
+  const wg = n4 <= SMALL_N4 ? SMALL_N4 : WG;
+  return { constants: { WG: wg }, workgroups: [gridFor(n4, wg)] };
+}
 
 export const UNARY = {
   neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, relu: 5, silu: 6, gelu: 7, sigmoid: 8, tanh: 9, pow: 10, abs: 11, square: 12,
@@ -26,8 +35,12 @@ function params(n: number, scalar = 0, rank = 0, shape: Shape = [], sa: Shape = 
 export function fill(shape: Shape, value: number): Tensor {
   const out = Tensor.empty(shape);
   const n4 = Math.ceil(out.size / 4);
-  run({ shader: SHADER, entry: 'fill', buffers: { 14: out.buffer }, params: params(out.size, value), workgroups: [gridFor(n4)], label: 'fill' });
+  run({ shader: SHADER, entry: 'fill', buffers: { 14: out.buffer }, params: params(out.size, value), ...contiguous(n4), label: 'fill' });
   return out;
+}
+
+function withOp(c: ReturnType<typeof contiguous>, OP: number) {
+  return { ...c, constants: { OP, ...c.constants } };
 }
 
 function unaryKernel(op: UnaryOp, x: Tensor, scalar = 0): Tensor {
@@ -35,8 +48,8 @@ function unaryKernel(op: UnaryOp, x: Tensor, scalar = 0): Tensor {
   const out = Tensor.empty(x.shape);
   const n4 = Math.ceil(x.size / 4);
   run({
-    shader: SHADER, entry: 'unary_fwd', constants: { OP: UNARY[op] }, label: op,
-    buffers: { 11: x.buffer, 14: out.buffer }, params: params(x.size, scalar), workgroups: [gridFor(n4)],
+    shader: SHADER, entry: 'unary_fwd', label: op, ...withOp(contiguous(n4), UNARY[op]),
+    buffers: { 11: x.buffer, 14: out.buffer }, params: params(x.size, scalar),
   });
   return out;
 }
@@ -46,8 +59,8 @@ function unaryGrad(op: UnaryOp, x: Tensor, y: Tensor, dout: Tensor, scalar = 0):
   const dx = Tensor.empty(x.shape);
   const n4 = Math.ceil(x.size / 4);
   run({
-    shader: SHADER, entry: 'unary_bwd', constants: { OP: UNARY[op] }, label: `${op}_bwd`,
-    buffers: { 11: x.buffer, 12: y.buffer, 13: dout.buffer, 14: dx.buffer }, params: params(x.size, scalar), workgroups: [gridFor(n4)],
+    shader: SHADER, entry: 'unary_bwd', label: `${op}_bwd`, ...withOp(contiguous(n4), UNARY[op]),
+    buffers: { 11: x.buffer, 12: y.buffer, 13: dout.buffer, 14: dx.buffer }, params: params(x.size, scalar),
   });
   return dx;
 }
@@ -82,8 +95,8 @@ function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   if (sameShape(a.shape, b.shape)) {
     const n4 = Math.ceil(out.size / 4);
     run({
-      shader: SHADER, entry: 'binary_same', constants: { OP: BINARY[op] }, label: op,
-      buffers: { 11: a.buffer, 12: b.buffer, 14: out.buffer }, params: params(out.size), workgroups: [gridFor(n4)],
+      shader: SHADER, entry: 'binary_same', label: op, ...withOp(contiguous(n4), BINARY[op]),
+      buffers: { 11: a.buffer, 12: b.buffer, 14: out.buffer }, params: params(out.size),
     });
   } else {
     run({

@@ -196,26 +196,49 @@ export class Device {
     }
     const group = this.bindGroup(entry, spec, offset);
     this.encoder ??= this.gpu.createCommandEncoder();
+    const stamps = config.DEBUG && this.features.has('timestamp-query') ? this.gpu.createQuerySet({ type: 'timestamp', count: 2 }) : null;
+    if (stamps) {
+      // DEBUG: each dispatch in its own pass, timed on the GPU by timestamp queries.
+      this.endPass();
+      this.pass = this.encoder.beginComputePass({ timestampWrites: { querySet: stamps, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+    }
     this.pass ??= this.encoder.beginComputePass();
     this.pass.setPipeline(entry.pipeline);
     this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
     if (config.DEBUG) {
-      this.timeKernel(label);
+      this.timeKernel(label, stamps);
       return;
     }
     if (++this.pending >= config.dispatchesPerSubmit) this.flush();
   }
 
-  private timeKernel(label: string): void {
-    const t0 = performance.now();
-    this.flush();
-    this.gpu.queue.onSubmittedWorkDone().then(() => {
-      const ms = performance.now() - t0;
+  /** DEBUG timing: GPU timestamps around the dispatch where supported, else submit-to-done wall time. */
+  private timeKernel(label: string, stamps: GPUQuerySet | null): void {
+    const add = (ms: number) => {
       const e = this.kernelTimes.get(label) ?? [0, 0];
       this.kernelTimes.set(label, [e[0] + 1, e[1] + ms]);
-    });
+    };
+    if (stamps) {
+      const enc = this.encoderForCopy();
+      const resolved = this.gpu.createBuffer({ size: 16, usage: GPU_FLAGS.QUERY_RESOLVE | GPU_FLAGS.COPY_SRC });
+      const staging = this.gpu.createBuffer({ size: 16, usage: GPU_FLAGS.MAP_READ | GPU_FLAGS.COPY_DST });
+      enc.resolveQuerySet(stamps, 0, 2, resolved, 0);
+      enc.copyBufferToBuffer(resolved, 0, staging, 0, 16);
+      this.flush();
+      staging.mapAsync(GPU_FLAGS.MAP_MODE_READ).then(() => {
+        const [t0, t1] = new BigUint64Array(staging.getMappedRange());
+        add(Number(t1 - t0) / 1e6);
+        staging.destroy();
+        resolved.destroy();
+        stamps.destroy();
+      });
+      return;
+    }
+    const t0 = performance.now();
+    this.flush();
+    this.gpu.queue.onSubmittedWorkDone().then(() => add(performance.now() - t0));
   }
 
   /**

@@ -6,7 +6,7 @@
  * (Node installs them only when Dawn is created).
  */
 export const GPU_FLAGS = {
-  MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80, COMPUTE_STAGE: 0x4, MAP_MODE_READ: 0x1,
+  MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80, QUERY_RESOLVE: 0x200, COMPUTE_STAGE: 0x4, MAP_MODE_READ: 0x1,
 } as const;
 
 /** Usage of every tensor buffer: kernels read and write it, uploads and read-backs copy it. */

@@ -28,6 +28,6 @@ export async function initNode(): Promise<Device> {
   const adapter = await g.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new Error(SETUP_HINT);
   const dev = await init(g);
-  if (config.DEBUG) process.on('exit', () => console.log(`[engine] per-kernel times (flush + wait per dispatch)\n${dev.timingReport()}`));
+  if (config.DEBUG) process.on('exit', () => console.log(`[engine] per-kernel GPU times (timestamp queries where supported)\n${dev.timingReport()}`));
   return dev;
 }

@@ -47,29 +47,25 @@ function fail(source: string | undefined, msg: string): never {
  * row 2i + j, so the pair (2i, 2i+1) that interleaved RoPE rotates becomes the pair (i, i + hs/2).
  */
 export function permuteInterleavedToHalf(w: Float32Array, nHeads: number, rows: number, cols: number): Float32Array {
-  const hs = rows / nHeads;
-  const half = hs / 2;
-  const out = new Float32Array(w.length);
-  for (let h = 0; h < nHeads; h++)
-    for (let j = 0; j < 2; j++)
-      for (let i = 0; i < half; i++) {
-        const src = (h * hs + 2 * i + j) * cols;
-        const dst = (h * hs + j * half + i) * cols;
-        out.set(w.subarray(src, src + cols), dst);
-      }
-  return out;
+  return permuteRopeRows(w, nHeads, rows, cols, true);
 }
 
 /** The inverse of permuteInterleavedToHalf (HF rotate-half rows → interleaved), e.g. to export back. */
 export function permuteHalfToInterleaved(w: Float32Array, nHeads: number, rows: number, cols: number): Float32Array {
+  return permuteRopeRows(w, nHeads, rows, cols, false);
+}
+
+/** Row 2i + j of each head ↔ row j·hs/2 + i: the one bijection between the two layouts, either way. */
+function permuteRopeRows(w: Float32Array, nHeads: number, rows: number, cols: number, toHalf: boolean): Float32Array {
   const hs = rows / nHeads;
   const half = hs / 2;
   const out = new Float32Array(w.length);
   for (let h = 0; h < nHeads; h++)
     for (let j = 0; j < 2; j++)
       for (let i = 0; i < half; i++) {
-        const src = (h * hs + j * half + i) * cols;
-        const dst = (h * hs + 2 * i + j) * cols;
+        const interleaved = (h * hs + 2 * i + j) * cols;
+        const rotateHalf = (h * hs + j * half + i) * cols;
+        const [src, dst] = toHalf ? [interleaved, rotateHalf] : [rotateHalf, interleaved];
         out.set(w.subarray(src, src + cols), dst);
       }
   return out;

@@ -10,7 +10,8 @@ import { jsF64, ours } from './ours.js';
 import {
   DECODE_SHAPE, SMALL_DECODER, TRAIN_SHAPE, attentionComposite, timeAttention, timeDecoderStep, timeDecoding,
 } from './transformer.js';
-import { attention } from '../engine/index.js';
+import { attention, tokenPreferenceLoss } from '../engine/index.js';
+import { TOKEN_LOSS_SHAPE, timeTokenLoss, tokenPreferenceComposite } from './ilrec.js';
 import { errMsg } from './peers/common.js';
 import { installWebGPUShim, peers, type Peer, type PeerTiming, type TimeOpts } from './peers/index.js';
 
@@ -78,6 +79,14 @@ const cases: Case[] = [
   attentionCase(128, true, true),
   attentionCase(512, false, false),
   attentionCase(512, true, false),
+  {
+    // Fused ILRec token loss vs its composite twin (forward + backward, default settings); bytes:
+    // reading zL, zI [K, R, V] and the rewards once and writing dzL and dzI once.
+    name: 'ILRec token loss fwd+bwd', shape: `R=${TOKEN_LOSS_SHAPE.R} V=${TOKEN_LOSS_SHAPE.V} K=${TOKEN_LOSS_SHAPE.K}`, quick: true,
+    bytes: TOKEN_LOSS_SHAPE.R * TOKEN_LOSS_SHAPE.V * (2 * TOKEN_LOSS_SHAPE.K + 3) * F32,
+    run: () => undefined,
+    own: { ours: (o) => timeTokenLoss(tokenPreferenceLoss, o), composite: (o) => timeTokenLoss(tokenPreferenceComposite, o) },
+  },
   {
     name: 'decoder train step', shape: `L=${SMALL_DECODER.num_hidden_layers} C=${SMALL_DECODER.hidden_size} V=${SMALL_DECODER.vocab_size} B=${TRAIN_SHAPE.B} T=${TRAIN_SHAPE.T}`,
     tokens: TRAIN_SHAPE.B * TRAIN_SHAPE.T, quick: false, run: () => undefined, own: { ours: timeDecoderStep },

@@ -28,7 +28,7 @@ override WG: u32 = 256u;
 // Unary op codes (shared with engine/ops/elementwise.ts).
 const NEG = 0u; const EXP = 1u; const LOG = 2u; const SQRT = 3u; const RSQRT = 4u; const RELU = 5u;
 const SILU = 6u; const GELU = 7u; const SIGMOID = 8u; const TANH = 9u; const POW = 10u; const ABS = 11u;
-const SQUARE = 12u;
+const SQUARE = 12u; const SOFTPLUS = 13u;
 
 const GELU_C = 0.7978845608028654; // sqrt(2/pi), tanh approximation of GELU
 
@@ -55,6 +55,8 @@ fn unary(x: vec4<f32>) -> vec4<f32> {
     case POW: { return pow_s(x, p.scalar); }
     case ABS: { return abs(x); }
     case SQUARE: { return x * x; }
+    // log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): no overflow for large x, no cancellation for small.
+    case SOFTPLUS: { return max(x, vec4<f32>(0.0)) + log(1.0 + exp(-abs(x))); }
     default: { return x; }
   }
 }
@@ -87,6 +89,7 @@ fn unary_grad(x: vec4<f32>, y: vec4<f32>) -> vec4<f32> {
     case POW: { return p.scalar * pow_s(x, p.scalar - 1.0); }
     case ABS: { return sign(x); }
     case SQUARE: { return 2.0 * x; }
+    case SOFTPLUS: { return sigmoid(x); }
     default: { return vec4<f32>(1.0); }
   }
 }

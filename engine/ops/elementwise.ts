@@ -17,7 +17,7 @@ function contiguous(n4: number): { constants: Record<string, number>; workgroups
 }
 
 export const UNARY = {
-  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, relu: 5, silu: 6, gelu: 7, sigmoid: 8, tanh: 9, pow: 10, abs: 11, square: 12,
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, relu: 5, silu: 6, gelu: 7, sigmoid: 8, tanh: 9, pow: 10, abs: 11, square: 12, softplus: 13,
 } as const;
 export type UnaryOp = keyof typeof UNARY;
 
@@ -84,6 +84,8 @@ export const sigmoid = (x: Tensor) => unary('sigmoid', x);
 export const tanh = (x: Tensor) => unary('tanh', x);
 export const abs = (x: Tensor) => unary('abs', x);
 export const square = (x: Tensor) => unary('square', x);
+/** log(1 + eˣ), stable at any magnitude; d/dx = σ(x). */
+export const softplus = (x: Tensor) => unary('softplus', x);
 /** x^e for a scalar exponent (negative x allowed for integer e). */
 export const pow = (x: Tensor, e: number) => unary('pow', x, e);
 

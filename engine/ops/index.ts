@@ -11,3 +11,5 @@ export * from './topk.js';
 export * from './norm.js';
 export * from './rope.js';
 export * from './attention.js';
+export * from './segment.js';
+export * from './token_losses.js';

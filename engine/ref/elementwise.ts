@@ -17,6 +17,7 @@ export const unaryFns = {
   tanh: Math.tanh,
   abs: Math.abs,
   square: (x: number) => x * x,
+  softplus: (x: number) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))),
 };
 
 export const unary = (op: keyof typeof unaryFns, x: ND) => zipWith([x], unaryFns[op]);

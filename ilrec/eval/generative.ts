@@ -33,8 +33,9 @@ export interface GenerativeEvalResult {
 }
 
 /**
- * Ranks items for each case by constrained beam search. The trie must have been built with
- * `endToken` = the model's EOS, so a beam ends exactly when it completes a valid item code.
+ * Ranks items for each case by constrained beam search. Either the trie was built with `endToken` =
+ * the model's EOS, so a beam ends exactly when it completes a valid item code, or it has no end
+ * token and every code has the same length (TIGER-style fixed-length codes), so beams stop there.
  */
 export async function evaluateGenerative(
   model: LlamaForCausalLM,
@@ -43,16 +44,18 @@ export async function evaluateGenerative(
   opts: Partial<GenerativeEvalOptions> = {},
 ): Promise<GenerativeEvalResult> {
   const o = { ...GENERATIVE_EVAL_DEFAULTS, ...opts };
-  if (trie.endToken === undefined) throw new Error('evaluateGenerative: the trie needs endToken = EOS');
   const eos = trie.endToken;
-  const maxNewTokens = maxCodeLength(trie) + 1;
+  const { min, max } = codeLengths(trie);
+  if (eos === undefined && min !== max)
+    throw new Error(`evaluateGenerative: codes of lengths ${min}..${max} need a trie with endToken = EOS`);
+  const maxNewTokens = eos === undefined ? max : max + 1;
   const acc = new MetricsAccumulator(o.ks);
   const ranks: number[] = [];
   const lists: number[][] = [];
   for (let start = 0; start < cases.length; start += o.promptsPerCall) {
     const batch = cases.slice(start, start + o.promptsPerCall);
     const beams = await beamSearch(model, batch.map((c) => c.prompt), {
-      numBeams: o.beams, numReturnSequences: o.beams, maxNewTokens, eosTokenIds: [eos],
+      numBeams: o.beams, numReturnSequences: o.beams, maxNewTokens, eosTokenIds: eos === undefined ? [] : [eos],
       allowedTokens: (prefix) => trie.allowedNext(prefix),
     });
     beams.forEach((seqs, i) => {
@@ -74,16 +77,23 @@ export async function evaluateGenerative(
   return { metrics: acc.result(), ranks, lists };
 }
 
-/** Longest code in the trie (tokens before the end token), by walking it depth-first. */
-function maxCodeLength(trie: SidTrie): number {
-  let best = 0;
+/** Shortest and longest code in the trie (tokens before any end token), by walking it depth-first. */
+function codeLengths(trie: SidTrie): { min: number; max: number } {
+  let min = Infinity;
+  let max = 0;
   const stack: [number, number][] = [[trie.root, 0]];
   while (stack.length) {
     const [node, depth] = stack.pop()!;
+    if (trie.itemAt(node) >= 0 && trie.endToken === undefined) {
+      min = Math.min(min, depth);
+      max = Math.max(max, depth);
+    }
     for (const t of trie.allowedAt(node)) {
-      if (t === trie.endToken) best = Math.max(best, depth);
-      else stack.push([trie.step(node, t), depth + 1]);
+      if (t === trie.endToken) {
+        min = Math.min(min, depth);
+        max = Math.max(max, depth);
+      } else stack.push([trie.step(node, t), depth + 1]);
     }
   }
-  return best;
+  return { min, max };
 }

@@ -10,6 +10,7 @@ useDevice();
 const unaryRanges: Record<keyof typeof R.unaryFns, [number, number]> = {
   neg: [-2, 2], exp: [-2, 2], log: [0.5, 2], sqrt: [0.5, 2], rsqrt: [0.5, 2], relu: [-2, 2], silu: [-3, 3],
   gelu: [-3, 3], sigmoid: [-3, 3], tanh: [-3, 3], abs: [-2, 2], square: [-2, 2],
+  softplus: [-30, 30],
 };
 
 describe('unary', () => {

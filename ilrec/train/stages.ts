@@ -1,0 +1,172 @@
+// The training stages (ILREC.md §3-§4) as micro-batch builders for the shared loop: SFT, ILRec
+// (and its ablations), and the preference baselines DPO, S-DPO and SPRec on the same SFT start.
+import { add, mean, noGrad, scale } from '../../engine/index.js';
+import type { LlamaForCausalLM } from '../../engine/model/llama.js';
+import { beamSearch } from '../../engine/model/generate.js';
+import { ablated, type IlrecConfig, type OptimConfig } from '../config.js';
+import type { SASRec } from '../cf/sasrec.js';
+import type { RewardTable } from '../cf/rewards.js';
+import { DataOrder, promptOf, sampleNegatives, stepRng, windowBatch, type RecData } from './examples.js';
+import { dpoFamilyLoss, ilrecLoss, type LossOutput, layerSet, scoredSequences, sequenceLogProbs, sftLoss, type IlrecLossContext } from './losses.js';
+import { trainLoop, type ExtraState, type MicroBatch, type StepLog, type TrainLoopResult } from './trainer.js';
+
+/** Where a stage checkpoints, whether it resumes, and how it reports. */
+export interface StageRunOptions {
+  checkpoint?: string;
+  resume?: boolean;
+  progress?: boolean | 'off';
+  onStep?: (log: StepLog) => void | Promise<void>;
+}
+
+/** Optimizer steps of a stage: `steps`, or enough micro-batches for `epochs` passes over n examples. */
+export function stageSteps(oc: OptimConfig, n: number): number {
+  if (oc.steps > 0) return oc.steps;
+  return Math.max(1, Math.ceil(new DataOrder(n, oc.batch, 0).batchesIn(oc.epochs) / oc.accumulate));
+}
+
+/** The fused loss's terms vector, in the kernel's order. */
+const PREFERENCE_TERMS = { terms: ['cpo', 'cpd', 'crr', 'negatives'] };
+
+export async function runSft(model: LlamaForCausalLM, data: RecData, cfg: IlrecConfig, opts: StageRunOptions = {}): Promise<TrainLoopResult> {
+  const oc = cfg.sft;
+  const order = new DataOrder(data.windows.length, oc.batch, cfg.run.seed);
+  return trainLoop({
+    stage: 'sft', model, optim: oc, totalSteps: stageSteps(oc, data.windows.length),
+    microBatch: (step, micro): MicroBatch => {
+      const batch = windowBatch(order.microBatch(step * oc.accumulate + micro).map((i) => data.windows[i]!), data.codes);
+      return { loss: () => sftLoss(model, batch), tokens: batch.tokens };
+    },
+    checkpointEvery: cfg.run.checkpointEvery, logEvery: cfg.run.logEvery, ...loopOpts(opts),
+  });
+}
+
+/** ILRec from the SFT model: CPO + CPD + CRR with negatives recomputed at every step from the live model. */
+export async function runIlrec(
+  model: LlamaForCausalLM, data: RecData, cfg: IlrecConfig, cf: SASRec | null, rewardTable: RewardTable | null,
+  sequences: readonly (readonly number[])[], opts: StageRunOptions = {},
+): Promise<TrainLoopResult> {
+  const oc = cfg.pref;
+  const { loss, layersBelowLast } = ablated(cfg.ilrec);
+  const ctx: IlrecLossContext = {
+    codes: data.codes, cf, rewardTable, sequences, loss, layers: layerSet(model, layersBelowLast), restrictToLevel: cfg.ilrec.restrictToLevel,
+  };
+  const order = new DataOrder(data.windows.length, oc.batch, cfg.run.seed);
+  return trainLoop({
+    stage: 'ilrec', model, optim: oc, totalSteps: stageSteps(oc, data.windows.length), termNames: PREFERENCE_TERMS,
+    microBatch: (step, micro): MicroBatch => {
+      const batch = windowBatch(order.microBatch(step * oc.accumulate + micro).map((i) => data.windows[i]!), data.codes);
+      return { loss: () => ilrecLoss(model, batch, ctx), tokens: batch.tokens };
+    },
+    checkpointEvery: cfg.run.checkpointEvery, logEvery: cfg.run.logEvery, ...loopOpts(opts),
+  });
+}
+
+export type DpoKind = 'dpo' | 'sdpo' | 'sprec';
+
+/**
+ * The DPO family on prompt/response examples (one leaveOneOut training sample each), all with the
+ * same number of optimizer steps as ILRec: DPO with one sampled negative item, S-DPO with
+ * `dpo.negatives`, SPRec with the model's own best wrong beam as the negative, regenerated at the
+ * start of each of `dpo.rounds` rounds, plus `dpo.sftWeight` × the positives' cross-entropy.
+ */
+export async function runDpoFamily(
+  kind: DpoKind, model: LlamaForCausalLM, reference: LlamaForCausalLM, data: RecData, cfg: IlrecConfig, nItems: number,
+  totalSteps: number, opts: StageRunOptions = {},
+): Promise<TrainLoopResult> {
+  const oc = cfg.pref;
+  const n = kind === 'sdpo' ? cfg.dpo.negatives : 1;
+  const order = new DataOrder(data.samples.length, oc.batch, cfg.run.seed);
+  const { maxHistory } = cfg.data;
+  const { codes } = data;
+  const promptFor = (i: number) => promptOf(data.samples[i]!.history, codes, maxHistory);
+
+  // SPRec: negatives of the current round, from the model as it was when the round started.
+  const stepsPerRound = Math.max(1, Math.ceil(totalSteps / cfg.dpo.rounds));
+  let round = -1;
+  let selfNegatives = new Map<number, number>();
+  const extra: ExtraState | undefined =
+    kind === 'sprec'
+      ? { save: () => ({ round, negatives: [...selfNegatives] }), load: (s) => { const v = s as { round: number; negatives: [number, number][] }; round = v.round; selfNegatives = new Map(v.negatives); } }
+      : undefined;
+  const refreshRound = async (step: number) => {
+    const r = Math.floor(step / stepsPerRound);
+    if (r === round) return;
+    round = r;
+    const idx = new Set<number>();
+    for (let s = r * stepsPerRound; s < Math.min(totalSteps, (r + 1) * stepsPerRound); s++)
+      for (let m = 0; m < oc.accumulate; m++) for (const i of order.microBatch(s * oc.accumulate + m)) idx.add(i);
+    selfNegatives = await selfPlayNegatives(model, data, [...idx], cfg, nItems);
+  };
+
+  return trainLoop({
+    stage: kind, model, optim: oc, totalSteps, extra, termNames: {},
+    microBatch: async (step, micro): Promise<MicroBatch> => {
+      if (kind === 'sprec') await refreshRound(step);
+      const ids = order.microBatch(step * oc.accumulate + micro);
+      const rng = stepRng(cfg.run.seed, step, micro);
+      const prompts: number[][] = [];
+      const responses: number[][] = [];
+      for (const i of ids) {
+        const s = data.samples[i]!;
+        const negs = kind === 'sprec' ? [selfNegatives.get(i)!] : sampleNegatives(rng, nItems, data.seen[s.user]!, n);
+        const p = promptFor(i);
+        for (const item of [s.target, ...negs]) {
+          prompts.push(p);
+          responses.push(codes.tokens[item]!);
+        }
+      }
+      const seqs = scoredSequences(prompts, responses, codes.vocab.pad);
+      return {
+        tokens: seqs.tokens,
+        loss: (): LossOutput => {
+          const ref = noGrad(() => sequenceLogProbs(reference, seqs));
+          const pol = sequenceLogProbs(model, seqs);
+          const { loss, margin } = dpoFamilyLoss(pol, ref, n, cfg.dpo.beta);
+          if (kind !== 'sprec' || cfg.dpo.sftWeight === 0) return { loss, terms: { dpo: loss, margin } };
+          // SFT on the positives (every (1+n)-th row is a chosen response).
+          const chosen = scoredSequences(ids.map(promptFor), ids.map((i) => codes.tokens[data.samples[i]!.target]!), codes.vocab.pad);
+          const ce = scale(mean(sequenceLogProbs(model, chosen)), -1 / codes.Lc); // per-token NLL
+          return { loss: add(loss, scale(ce, cfg.dpo.sftWeight)), terms: { dpo: loss, margin, ce } };
+        },
+      };
+    },
+    checkpointEvery: cfg.run.checkpointEvery, logEvery: cfg.run.logEvery, ...loopOpts(opts),
+  });
+}
+
+/** For each sample, the highest-ranked beam that is not the target (SPRec's self-play negative). */
+async function selfPlayNegatives(model: LlamaForCausalLM, data: RecData, idx: number[], cfg: IlrecConfig, nItems: number): Promise<Map<number, number>> {
+  const { codes } = data;
+  const out = new Map<number, number>();
+  const per = cfg.eval.promptsPerCall;
+  for (let s = 0; s < idx.length; s += per) {
+    const chunk = idx.slice(s, s + per);
+    const beams = await beamSearch(model, chunk.map((i) => promptOf(data.samples[i]!.history, codes, cfg.data.maxHistory)), {
+      numBeams: cfg.dpo.beams, numReturnSequences: cfg.dpo.beams, maxNewTokens: codes.Lc, eosTokenIds: [],
+      allowedTokens: (prefix) => codes.trie.allowedNext(prefix),
+    });
+    chunk.forEach((i, k) => {
+      const target = data.samples[i]!.target;
+      let neg = -1;
+      for (const b of beams[k]!) {
+        const item = codes.trie.itemOf(b.tokens);
+        if (item !== undefined && item !== target) {
+          neg = item;
+          break;
+        }
+      }
+      // Fewer valid beams than needed (tiny catalogues): fall back to a deterministic other item.
+      out.set(i, neg >= 0 ? neg : (target + 1) % nItems);
+    });
+  }
+  return out;
+}
+
+function loopOpts(o: StageRunOptions): Partial<Parameters<typeof trainLoop>[0]> {
+  return {
+    ...(o.checkpoint ? { checkpoint: o.checkpoint } : {}),
+    ...(o.resume ? { resume: true } : {}),
+    ...(o.progress === undefined ? {} : { progress: o.progress }),
+    ...(o.onStep ? { onStep: o.onStep } : {}),
+  };
+}

@@ -12,6 +12,7 @@ import {
 } from './transformer.js';
 import { attention, tokenPreferenceLoss } from '../engine/index.js';
 import { TOKEN_LOSS_SHAPE, timeTokenLoss, tokenPreferenceComposite } from './ilrec.js';
+import { STEP_LC, STEP_SHAPE, stepTokens, timeTrainStep } from './ilrec-steps.js';
 import { errMsg } from './peers/common.js';
 import { installWebGPUShim, peers, type Peer, type PeerTiming, type TimeOpts } from './peers/index.js';
 
@@ -86,6 +87,13 @@ const cases: Case[] = [
     bytes: TOKEN_LOSS_SHAPE.R * TOKEN_LOSS_SHAPE.V * (2 * TOKEN_LOSS_SHAPE.K + 3) * F32,
     run: () => undefined,
     own: { ours: (o) => timeTokenLoss(tokenPreferenceLoss, o), composite: (o) => timeTokenLoss(tokenPreferenceComposite, o) },
+  },
+  {
+    // ILRec optimizer step against an SFT step on the same windows: the ratio is ILRec's overhead
+    // (lens logits of the intermediate layers, CF rewards, the fused token loss).
+    name: 'ILRec train step', shape: `L=${STEP_SHAPE.layers} C=${STEP_SHAPE.hidden} ${STEP_SHAPE.items} items, ${STEP_SHAPE.windows} windows × ${STEP_SHAPE.windowItems} items`,
+    tokens: stepTokens(STEP_LC), quick: false, run: () => undefined,
+    own: { ours: (o) => timeTrainStep('ilrec', o), 'sft step': (o) => timeTrainStep('sft', o) },
   },
   {
     name: 'decoder train step', shape: `L=${SMALL_DECODER.num_hidden_layers} C=${SMALL_DECODER.hidden_size} V=${SMALL_DECODER.vocab_size} B=${TRAIN_SHAPE.B} T=${TRAIN_SHAPE.T}`,
@@ -172,7 +180,8 @@ async function main(): Promise<void> {
     console.log(`${c.name.padEnd(22)} ${c.shape.padEnd(20)} ours ${fmt(row)}  ${Object.entries(row.peers).map(([k, v]) => `${k} ${fmt(v)}`).join('  ')}`);
   }
 
-  const names = [...active.slice(1).map((p) => p.name), 'composite'];
+  const ownNames = [...new Set(rows.flatMap((r) => Object.keys(r.peers)))].filter((n) => !active.some((p) => p.name === n));
+  const names = [...active.slice(1).map((p) => p.name), ...(ownNames.length ? ownNames : ['composite'])];
   const lines = [
     `| kernel | shape | ours | ${names.map((n) => `${n} | ours/${n}`).join(' | ')} |`,
     `|---|---|---|${names.map(() => '---|---').join('|')}|`,

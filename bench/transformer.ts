@@ -2,7 +2,7 @@
 // masked softmax + matmul; TF.js has no fused attention), a decoder training step and KV-cache
 // decoding of a small Llama-shaped model, reported as tokens/s.
 import {
-  AdamW, attention, attentionComposite, backward, clipGradNorm, crossEntropy, device, randn, reshape, tensor, tidy, type Tensor,
+  AdamW, Module, attention, attentionComposite, backward, clipGradNorm, crossEntropy, device, randn, reshape, tensor, tidy, type Tensor,
 } from '../engine/index.js';
 import { LlamaForCausalLM, greedy, makeConfig } from '../engine/model/index.js';
 import { timeReps } from './peers/common.js';
@@ -47,19 +47,17 @@ export const SMALL_DECODER = {
 export const TRAIN_SHAPE = { B: 8, T: 64 };
 export const DECODE_SHAPE = { prompts: 8, promptLen: 16, newTokens: 32 };
 
-/** One training step (forward, cross-entropy, backward, clip, AdamW): ms per step; tokens = B·T. */
-export async function timeDecoderStep(opts: TimeOpts): Promise<PeerTiming> {
-  const model = new LlamaForCausalLM(makeConfig(SMALL_DECODER), { init: { seed: 1, std: 0.02 } });
-  const opt = new AdamW(model.parameters(), { lr: 1e-3 });
-  const { B, T } = TRAIN_SHAPE;
-  const V = SMALL_DECODER.vocab_size;
-  const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (b * 31 + t * 7) % V));
-  const targets = ids.flatMap((row) => row.map((x) => (x + 1) % V));
+/**
+ * Median ms of one optimizer step of `model` on `loss` (forward and loss inside, backward, global-norm
+ * clip at 1, AdamW); frees the model and the optimizer afterwards.
+ */
+export async function timeTrainSteps(model: Module, loss: () => Tensor, opts: TimeOpts): Promise<PeerTiming> {
+  const opt = new AdamW(model.parameters(), { lr: 1e-4 });
+  model.train();
   try {
     return await timeReps(async () => {
       tidy(() => {
-        const logits: Tensor = model.forward(ids).logits;
-        backward(crossEntropy(reshape(logits, [B * T, V]), tensor(targets, [B * T], 'i32')));
+        backward(loss());
         clipGradNorm(model.parameters(), 1).dispose();
         opt.step();
         opt.zeroGrad();
@@ -70,6 +68,16 @@ export async function timeDecoderStep(opts: TimeOpts): Promise<PeerTiming> {
     opt.dispose();
     model.dispose();
   }
+}
+
+/** One training step (forward, cross-entropy, backward, clip, AdamW): ms per step; tokens = B·T. */
+export async function timeDecoderStep(opts: TimeOpts): Promise<PeerTiming> {
+  const model = new LlamaForCausalLM(makeConfig(SMALL_DECODER), { init: { seed: 1, std: 0.02 } });
+  const { B, T } = TRAIN_SHAPE;
+  const V = SMALL_DECODER.vocab_size;
+  const ids = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (b * 31 + t * 7) % V));
+  const targets = ids.flatMap((row) => row.map((x) => (x + 1) % V));
+  return timeTrainSteps(model, () => crossEntropy(reshape(model.forward(ids).logits, [B * T, V]), tensor(targets, [B * T], 'i32')), opts);
 }
 
 /** Greedy KV-cache decoding of `newTokens` for `prompts` sequences: ms per call. */

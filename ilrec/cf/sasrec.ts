@@ -36,7 +36,7 @@ import {
 import { LlamaForCausalLM, loadStateDict, makeConfig, stateDict } from '../../engine/model/index.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../../engine/io/node.js';
 import type { LoadedTensor, TensorToWrite } from '../../engine/io/safetensors.js';
-import { MetricsAccumulator, rankFromScores, DEFAULT_KS, type MetricValues } from '../eval/metrics.js';
+import { metricsFromRanks, rankFromScores, DEFAULT_KS, type MetricValues } from '../eval/metrics.js';
 
 /** Additive attention score of a padding key (exp underflows to exactly 0). */
 const MASKED_SCORE = -1e30;
@@ -357,23 +357,32 @@ export function evalCases(sequences: readonly (readonly number[])[]): { valid: E
   return { valid, test, train };
 }
 
-/** Full-ranking HR/NDCG@K of a scorer over cases (scores read back per batch, ranked on the host). */
-export async function evaluateScorer(
+/** Full-ranking rank of each case's target under a scorer (scores read back per batch, ranked on the host). */
+export async function scorerRanks(
   score: (histories: readonly (readonly number[])[]) => Tensor,
   cases: readonly EvalCase[],
-  ks: readonly number[] = DEFAULT_KS,
   batch = EVAL_BATCH,
-): Promise<MetricValues> {
-  const acc = new MetricsAccumulator(ks);
+): Promise<number[]> {
+  const ranks: number[] = [];
   for (let i = 0; i < cases.length; i += batch) {
     const chunk = cases.slice(i, i + batch);
     const s = score(chunk.map((c) => c.history));
     const arr = (await s.toArray()) as Float32Array;
     s.dispose();
     const n = arr.length / chunk.length;
-    chunk.forEach((c, b) => acc.add(rankFromScores(arr.subarray(b * n, (b + 1) * n), c.target)));
+    chunk.forEach((c, b) => ranks.push(rankFromScores(arr.subarray(b * n, (b + 1) * n), c.target)));
   }
-  return acc.result();
+  return ranks;
+}
+
+/** Full-ranking HR/NDCG@K of a scorer over cases. */
+export async function evaluateScorer(
+  score: (histories: readonly (readonly number[])[]) => Tensor,
+  cases: readonly EvalCase[],
+  ks: readonly number[] = DEFAULT_KS,
+  batch = EVAL_BATCH,
+): Promise<MetricValues> {
+  return metricsFromRanks(await scorerRanks(score, cases, batch), ks);
 }
 
 /** Popularity baseline: score of item i = its count in the training sequences. */

@@ -6,6 +6,7 @@
 //   NDCG@K = 1 / log2(rank + 1) if rank <= K else 0
 // With a single relevant item the ideal DCG is 1/log2(2) = 1, so DCG needs no normalising.
 // Metrics over a test set are plain means over users.
+import { Rng } from '../data/rng.js';
 
 /** The cut-offs reported by default (ILREC.md: 5 and 10, also 20 where cheap). */
 export const DEFAULT_KS: readonly number[] = [5, 10, 20];
@@ -114,4 +115,39 @@ export function metricsFromRanks(ranks: Iterable<number>, ks: readonly number[] 
   const acc = new MetricsAccumulator(ks);
   for (const r of ranks) acc.add(r);
   return acc.result();
+}
+
+/** A paired difference of a per-user metric between two models, with a bootstrap interval. */
+export interface PairedDifference {
+  /** mean(metric(ranksB)) − mean(metric(ranksA)). */
+  diff: number;
+  /** 2.5% and 97.5% quantiles of the difference over bootstrap resamples of the users. */
+  lo: number;
+  hi: number;
+}
+
+/** Bootstrap resamples of a paired comparison (enough for stable 95% quantiles). */
+export const BOOTSTRAP_RESAMPLES = 2000;
+
+/**
+ * Paired bootstrap over users (the same users ranked by both models, in the same order): the
+ * uncertainty of "B beats A" that the test-set sampling alone causes. Deterministic by seed.
+ */
+export function pairedBootstrap(
+  ranksA: readonly number[], ranksB: readonly number[], metric: (rank: number) => number, seed = 0, resamples = BOOTSTRAP_RESAMPLES,
+): PairedDifference {
+  const n = ranksA.length;
+  if (n === 0 || ranksB.length !== n) throw new Error(`pairedBootstrap: ${n} and ${ranksB.length} ranks (need the same users, at least one)`);
+  const d = ranksA.map((r, i) => metric(ranksB[i]!) - metric(r));
+  const mean = d.reduce((a, b) => a + b, 0) / n;
+  const rng = new Rng(seed);
+  const means = new Float64Array(resamples);
+  for (let b = 0; b < resamples; b++) {
+    let acc = 0;
+    for (let i = 0; i < n; i++) acc += d[Math.floor(rng.next() * n)]!;
+    means[b] = acc / n;
+  }
+  means.sort();
+  const q = (p: number) => means[Math.min(resamples - 1, Math.floor(p * resamples))]!;
+  return { diff: mean, lo: q(0.025), hi: q(0.975) };
 }

@@ -10,11 +10,11 @@ import { readSafetensorsFile, writeFileAtomic } from '../../engine/io/node.js';
 import { readLcRecDir } from '../data/readers.js';
 import { generateSynthetic } from '../data/synthetic.js';
 import { datasetStats, type Dataset, type DatasetStats } from '../data/dataset.js';
-import { SASRec, evaluateScorer, trainSASRec } from '../cf/sasrec.js';
+import { SASRec, scorerRanks, trainSASRec } from '../cf/sasrec.js';
 import { RewardTable } from '../cf/rewards.js';
 import { evaluateGenerative } from '../eval/generative.js';
 import { metricColumns, type ResultRecord, gitCommit } from '../eval/results.js';
-import type { MetricValues } from '../eval/metrics.js';
+import { hitAt, metricsFromRanks, ndcgAt, pairedBootstrap, type MetricValues } from '../eval/metrics.js';
 import { lossCurvesSvg, metricsBarSvg, writeSvg } from '../report/plots.js';
 import { comparisonTable } from '../report/table.js';
 import { ablated, type Ablation, type IlrecConfig, type Stage } from '../config.js';
@@ -90,6 +90,8 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
   const nItems = ds.items.length;
   const rows: ResultRecord[] = [];
   const curves: Record<string, StepLog[]> = {};
+  /** Per-user test ranks of each row (same users, same order), for paired comparisons. */
+  const ranksOf = new Map<string, number[]>();
   const record = (name: string, metrics: MetricValues, extra: Record<string, unknown>, t0: number): ResultRecord => {
     const r: ResultRecord = {
       name, dataset: ds.name, metrics, users: testSamples.length, config: { ...extra }, datasetStats: stats,
@@ -117,15 +119,18 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
     if (!fs.existsSync(cfFile)) await cf.save(cfFile);
   }
   cf.eval();
-  const cfMetrics = await evaluateScorer((h) => cf.scoreHistory(h), testSamples.map((s) => ({ history: ds.sequences[s.user]!.slice(0, s.position), target: s.target })), cfg.eval.ks);
+  const cfRanks = await scorerRanks((h) => cf.scoreHistory(h), testSamples.map((s) => ({ history: ds.sequences[s.user]!.slice(0, s.position), target: s.target })));
+  const cfMetrics = metricsFromRanks(cfRanks, cfg.eval.ks);
+  ranksOf.set('sasrec', cfRanks);
   record('sasrec', cfMetrics, { model: cfg.cf }, tCf);
   log(`sasrec: ${fmtMetrics(cfMetrics)}`);
 
   const maxTokens = 1 + (cfg.data.maxHistory + 1) * codes.Lc;
   const evaluate = async (model: LlamaForCausalLM, samples: typeof testSamples) =>
-    (await evaluateGenerative(model, generativeCases(samples, codes, cfg.data.maxHistory), codes.trie, {
+    evaluateGenerative(model, generativeCases(samples, codes, cfg.data.maxHistory), codes.trie, {
       beams: cfg.eval.beams, ks: cfg.eval.ks, promptsPerCall: cfg.eval.promptsPerCall,
-    })).metrics;
+    });
+
 
   // SFT: from scratch (or the HF start), then the shared start of every preference stage.
   const sftDir = path.join(opts.out, 'sft', 'model');
@@ -181,11 +186,12 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
   writeSvg(path.join(plotDir, 'metrics.svg'), await metricsBarSvg(rows.map((r) => ({ model: r.name, metrics: r.metrics })), ['HR@10', 'NDCG@10'].filter((m) => metricNames.includes(m)), `${ds.name}: test metrics (${testSamples.length} users)`));
   plotLinks.push('- [test metrics](plots/metrics.svg)');
   writeJson(path.join(opts.out, 'curves.json'), curves);
+  const paired = pairedLines(ranksOf, 'sft', cfg.eval.ks.includes(10) ? 10 : cfg.eval.ks[0]!);
   const report = [
     `# ILRec run: ${ds.name}`, '',
     `${stats.users} users, ${stats.items} items, ${stats.interactions} interactions; test users evaluated: ${testSamples.length}; ${cfg.eval.beams} beams, full ranking over all items.`,
     `Commit ${gitCommit()?.slice(0, 7) ?? '-'}; wall time ${((performance.now() - started) / 1000).toFixed(0)} s; config in config.json.`, '',
-    table, '', ...plotLinks, '',
+    table, '', ...paired, ...plotLinks, '',
   ].join('\n');
   const reportFile = path.join(opts.out, 'report.md');
   writeFileAtomic(reportFile, [new TextEncoder().encode(report)]);
@@ -217,15 +223,34 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
     }
     let metrics: MetricValues;
     let valid: MetricValues | undefined;
-    if (opts.resume && fs.existsSync(evalFile) && !trained) ({ metrics, valid } = JSON.parse(fs.readFileSync(evalFile, 'utf8')) as { metrics: MetricValues; valid?: MetricValues });
-    else {
-      valid = validSamples.length ? await evaluate(model, validSamples) : undefined;
-      metrics = await evaluate(model, testSamples);
-      writeJson(evalFile, { metrics, valid });
+    let ranks: number[];
+    const saved = opts.resume && fs.existsSync(evalFile) && !trained ? (JSON.parse(fs.readFileSync(evalFile, 'utf8')) as { metrics: MetricValues; valid?: MetricValues; ranks?: (number | null)[]; users?: number }) : null;
+    if (saved?.ranks && saved.users === testSamples.length) {
+      ({ metrics, valid } = saved);
+      ranks = saved.ranks.map((r) => r ?? Infinity); // JSON has no Infinity: a missed target is null
+    } else {
+      valid = validSamples.length ? (await evaluate(model, validSamples)).metrics : undefined;
+      const res = await evaluate(model, testSamples);
+      ({ metrics, ranks } = res);
+      writeJson(evalFile, { metrics, valid, users: testSamples.length, ranks: ranks.map((r) => (Number.isFinite(r) ? r : null)) });
     }
+    ranksOf.set(name, ranks);
     log(`${name}: test ${fmtMetrics(metrics)}${valid ? `; valid NDCG@10 ${valid['NDCG@10']?.toFixed(4)}` : ''}`);
     record(name, metrics, { stage, ablation, valid, ...(trained ? { trainSeconds: trained.seconds, trainTokens: trained.tokens, steps: trained.steps } : {}) }, t0);
   }
+}
+
+/** Each row against `base` on the same users: the NDCG@K and HR@K differences with 95% paired-bootstrap intervals. */
+function pairedLines(ranksOf: ReadonlyMap<string, number[]>, base: string, k: number): string[] {
+  const a = ranksOf.get(base);
+  if (!a) return [];
+  const lines = [`Paired differences against ${base} on the same test users (95% bootstrap interval over users):`, ''];
+  for (const [name, b] of ranksOf) {
+    if (name === base) continue;
+    const fmt = (d: { diff: number; lo: number; hi: number }) => `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
+    lines.push(`- ${name}: NDCG@${k} ${fmt(pairedBootstrap(a, b, (r) => ndcgAt(r, k)))}, HR@${k} ${fmt(pairedBootstrap(a, b, (r) => hitAt(r, k)))}`);
+  }
+  return [...lines, ''];
 }
 
 function fmtMetrics(m: MetricValues): string {

@@ -11,6 +11,7 @@ import {
   metricsFromRanks,
   ndcgAt,
   rankFromList,
+  pairedBootstrap,
   rankFromScores,
 } from '../../ilrec/eval/metrics.js';
 import { makeResultRecord, markdownHeader, markdownRow, writeResultJson } from '../../ilrec/eval/results.js';
@@ -136,5 +137,22 @@ describe('results writer', () => {
     const row = markdownRow(rec, [5, 10]);
     expect(row.startsWith('| bigram | synthetic | 1.0000 | 0.7500 | 1.0000 | 0.7500 | 2 |')).toBe(true);
     expect(row.split('|').length).toBe(header.split('\n')[0]!.split('|').length);
+  });
+});
+
+describe('pairedBootstrap', () => {
+  it('gives the paired mean difference and an interval that contains it', () => {
+    const a = [1, 3, Infinity, 2, 8, 1, 15, 4];
+    const b = [1, 1, 5, Infinity, 2, 1, 3, 4];
+    const hit10 = (r: number) => (r <= 10 ? 1 : 0);
+    const res = pairedBootstrap(a, b, hit10, 1);
+    const want = (b.filter((r) => r <= 10).length - a.filter((r) => r <= 10).length) / a.length;
+    expect(res.diff).toBeCloseTo(want, 12);
+    expect(res.lo).toBeLessThanOrEqual(res.diff);
+    expect(res.hi).toBeGreaterThanOrEqual(res.diff);
+    expect(pairedBootstrap(a, b, hit10, 1)).toEqual(res);
+    // Identical rankings: no difference and a zero-width interval.
+    expect(pairedBootstrap(a, a, hit10, 2)).toEqual({ diff: 0, lo: 0, hi: 0 });
+    expect(() => pairedBootstrap(a, b.slice(1), hit10)).toThrow(/same users/);
   });
 });

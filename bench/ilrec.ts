@@ -1,6 +1,6 @@
 // ILRec rows of `npm run bench`: the fused token-preference loss (engine/ops/token_losses.ts)
 // against its composite twin, forward + backward, at a SID-vocabulary shape.
-import { backward, device, randn, tensor, tidy, tokenPreferenceComposite, tokenPreferenceLoss } from '../engine/index.js';
+import { backward, device, randn, tensor, tidy, tokenPreferenceComposite, tokenPreferenceLoss, type TokenPreferenceConfig } from '../engine/index.js';
 import { timeReps } from './peers/common.js';
 import type { PeerTiming, TimeOpts } from './peers/index.js';
 
@@ -9,8 +9,8 @@ export const TOKEN_LOSS_SHAPE = { R: 1024, V: 1283, K: 4, specials: 3, level: 25
 
 type TokenLossFn = typeof tokenPreferenceLoss;
 
-/** One forward + backward of `f` with the default ILRec settings (CRR on, teacher detached). */
-export async function timeTokenLoss(f: TokenLossFn, opts: TimeOpts): Promise<PeerTiming> {
+/** One forward + backward of `f` with the default ILRec settings (CRR on, teacher detached) and `cfg` over them. */
+export async function timeTokenLoss(f: TokenLossFn, opts: TimeOpts, cfg: Partial<TokenPreferenceConfig> = {}): Promise<PeerTiming> {
   const { R, V, K, specials, level } = TOKEN_LOSS_SHAPE;
   const levels = (V - specials) / level;
   const zL = randn([R, V], { seed: 1, requiresGrad: true });
@@ -24,7 +24,7 @@ export async function timeTokenLoss(f: TokenLossFn, opts: TimeOpts): Promise<Pee
   const rewards = tensor(rw, [R, V]);
   try {
     return await timeReps(async () => {
-      tidy(() => backward(f({ zL, zI, targets, domain, rewards }).loss));
+      tidy(() => backward(f({ zL, zI, targets, domain, rewards }, cfg).loss));
       for (const t of [zL, zI]) {
         t.grad?.dispose();
         t.grad = null;

@@ -81,12 +81,18 @@ const cases: Case[] = [
   attentionCase(512, false, false),
   attentionCase(512, true, false),
   {
-    // Fused ILRec token loss vs its composite twin (forward + backward, default settings); bytes:
-    // reading zL, zI [K, R, V] and the rewards once and writing dzL and dzI once.
+    // Fused ILRec token loss vs its composite twin (forward + backward, default settings) and vs
+    // itself with the log-prob threshold (one more pass over D; with the mean over the K layers,
+    // as a sum of K log-probabilities against φ = 1 leaves N empty here, while the mean gives about
+    // the |N| of the default row); bytes: reading zL, zI [K, R, V] and the rewards once and writing
+    // dzL and dzI once.
     name: 'ILRec token loss fwd+bwd', shape: `R=${TOKEN_LOSS_SHAPE.R} V=${TOKEN_LOSS_SHAPE.V} K=${TOKEN_LOSS_SHAPE.K}`, quick: true,
     bytes: TOKEN_LOSS_SHAPE.R * TOKEN_LOSS_SHAPE.V * (2 * TOKEN_LOSS_SHAPE.K + 3) * F32,
     run: () => undefined,
-    own: { ours: (o) => timeTokenLoss(tokenPreferenceLoss, o), composite: (o) => timeTokenLoss(tokenPreferenceComposite, o) },
+    own: {
+      ours: (o) => timeTokenLoss(tokenPreferenceLoss, o), composite: (o) => timeTokenLoss(tokenPreferenceComposite, o),
+      'ours logprob': (o) => timeTokenLoss(tokenPreferenceLoss, o, { threshold: 'logprob', aggregator: 'mean' }),
+    },
   },
   {
     // ILRec optimizer step against an SFT step on the same windows: the ratio is ILRec's overhead

@@ -5,7 +5,10 @@
 // `tpr` threads owns a row and makes three passes: (1) [0, V) for the statistics (the threshold is
 // known up front, so N is decided on the fly), (2) the domain D for the KL sums and the penalised
 // logits, (3) [0, V) again for the gradients. `reduce` forms the means on the GPU; `bwd` scales the
-// stored gradients by dout / count.
+// stored gradients by dout / count. The log-prob threshold (F_LOGPROB) needs each row's log Σ_D exp
+// of zL and of every zI[k] before N can be decided: `thresholds` computes them and τ in a pass of its
+// own, dispatched first, and pass (1) reads τ from there (its reduction inside `fwd` would cost the
+// logit mode ~9% on lavapipe even when skipped: the barriers reshape the whole compiled kernel).
 //
 // The switches, K and the threads per row are uniforms, not override constants: lavapipe takes
 // about a second to build each pipeline of this kernel, and one pipeline per entry serves every
@@ -51,6 +54,8 @@ struct Params {
 @group(0) @binding(14) var<storage, read> dout: array<f32>;         // bwd: [1]
 @group(0) @binding(15) var<storage, read> count_in: array<f32>;     // bwd: [1]
 @group(0) @binding(16) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(17) var<storage, read_write> tau_out: array<f32>;  // thresholds: [R] τ
+@group(0) @binding(18) var<storage, read> tau_in: array<f32>;       // fwd with F_LOGPROB: [R] τ
 
 override WG: u32 = 64u;
 
@@ -62,6 +67,7 @@ const F_R = 16u;        // rewards bound: CRR
 const F_DOM = 32u;      // per-row domains bound (else D = [col_off, col_off + vi))
 const F_GRAD_L = 64u;   // fwd_grad writes dzl
 const F_GRAD_I = 128u;  // fwd_grad writes dzi
+const F_LOGPROB = 256u; // N by ℓ~ ≥ φ·log p^L_y on log-softmaxes over D (else z~ ≥ φ·zL[y]); τ from tau_in
 
 const MAX_K = 8u;
 const TERMS = 8u;               // per-row record: cpo, cpd, crr, |N|, counts, padding
@@ -70,12 +76,13 @@ const LOWEST = -3.4028234663852886e38;
 // Per-thread slots (slot s of thread i at red[s * WG + i]) for the running statistics and their
 // reductions. The per-layer statistics live here too (registers would need arrays indexed by the
 // layer; a vec4-register variant ran no faster on lavapipe and took longer to build).
-// Pass 1: (max, Σ exp) pairs C = zL off N, L = zL on D, N = z~ on N, Q = r on N with mass,
-// I[k] = zI[k] on D, then |N|. Pass 2: the pair P = z' on N, CRR, KL[k].
+// Pass 1: (max, Σ exp) pairs C = zL off N, N = z~ on N, Q = r on N with mass, L = zL on D,
+// I[k] = zI[k] on D (L and I[k] last: `thresholds` reduces just those), then |N|. Pass 2: the
+// pair P = z' on N, CRR, KL[k].
 const P_C = 0u;
-const P_L = 1u;
-const P_N = 2u;
-const P_Q = 3u;
+const P_N = 1u;
+const P_Q = 2u;
+const P_L = 3u;
 const P_I = 4u;                 // + k
 const S_CNT = 2u * (P_I + MAX_K);
 const P_P = (S_CNT + 2u) / 2u;  // the first pair after |N|
@@ -157,7 +164,7 @@ struct Stats {
   y: i32,         // target, −1 when the row does not count
   lo: u32,        // D = [lo, hi) in zL columns
   hi: u32,
-  tau: f32,       // φ · zL[y]
+  tau: f32,       // on z~: φ·zL[y], or with F_LOGPROB φ·log p^L_y + (z~ − ℓ~) from tau_in
   lse: f32,       // log Σ_[0,V) exp z'
   lse_l: f32,     // log Σ_D exp zL
   lse_n: f32,     // log Σ_N exp z~
@@ -168,7 +175,8 @@ struct Stats {
 fn lse_i(r: Row, k: u32) -> f32 { return red[(2u * (P_I + k)) * WG + r.head]; }  // log Σ_D exp zI[k]
 fn kl_of(r: Row, k: u32) -> f32 { return red[(S_KL + k) * WG + r.head]; }         // KL(p^L ‖ p^(k))
 
-fn stats(lid: u32, r: Row) -> Stats {
+// The row's target (−1 when it does not count) and domain.
+fn row_target(r: Row) -> Stats {
   var st: Stats;
   st.y = -1;
   st.lo = p.col_off;
@@ -181,9 +189,16 @@ fn stats(lid: u32, r: Row) -> Stats {
       st.hi = clamp(u32(max(domain[2u * r.row + 1u], 0)), st.lo, p.col_off + p.vi);
     }
   }
+  return st;
+}
+
+fn stats(lid: u32, r: Row) -> Stats {
+  var st = row_target(r);
   let counts = st.y >= 0;
   let base = r.row * p.v;
-  if (counts) { st.tau = p.phi * zl[base + u32(st.y)]; }
+  if (counts) {
+    if (on(F_LOGPROB)) { st.tau = tau_in[r.row]; } else { st.tau = p.phi * zl[base + u32(st.y)]; }
+  }
   let y = st.y;
   let tau = st.tau;
   let lo = st.lo;
@@ -228,9 +243,9 @@ fn stats(lid: u32, r: Row) -> Stats {
     if (!neg) { sc = push(sc, x); }
   }
   put_pair(P_C, lid, sc);
-  put_pair(P_L, lid, sl);
   put_pair(P_N, lid, sn);
   put_pair(P_Q, lid, sq);
+  put_pair(P_L, lid, sl);
   red[S_CNT * WG + lid] = cnt;
   group_reduce(r.lane, r.head, P_C, P_I + p.k, S_CNT, 1u);
   let lse_c = red[(2u * P_C) * WG + r.head];
@@ -290,6 +305,40 @@ fn stats(lid: u32, r: Row) -> Stats {
     row_terms[o + 4u] = select(0.0, 1.0, counts);
   }
   return st;
+}
+
+// The log-prob threshold on the z~ scale, per counted row (before fwd / fwd_grad): ℓ~ = z~ − shift
+// with shift = f(log Σ_D exp zI[k]) (log Σ_D exp zL without zI), so ℓ~ ≥ φ·log p^L_y ⇔
+// z~ ≥ φ·log p^L_y + shift, and the passes of `stats` compare z~ as in the logit mode.
+@compute @workgroup_size(WG)
+fn thresholds(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let lid = l.x;
+  let r = row_of(lid, wid, nw);
+  let st = row_target(r);
+  let counts = st.y >= 0;
+  let base = r.row * p.v;
+  let none = vec2<f32>(LOWEST, 0.0);
+  var sl = none;
+  for (var k = 0u; k < p.k; k++) { put_pair(P_I + k, lid, none); }
+  let dend = select(st.lo, st.hi, counts);
+  for (var c = st.lo + r.lane; c < dend; c += p.tpr) {
+    sl = push(sl, zl[base + c]);
+    if (on(F_ZI)) {
+      for (var k = 0u; k < p.k; k++) { put_pair(P_I + k, lid, push(get_pair(P_I + k, lid), zi[zi_index(k, r.row, c)])); }
+    }
+  }
+  put_pair(P_L, lid, sl);
+  group_reduce(r.lane, r.head, P_L, 1u + p.k, 0u, 0u);
+  if (counts && r.lane == 0u) {
+    let lse_l = red[(2u * P_L) * WG + r.head];
+    var shift = lse_l;
+    if (on(F_ZI)) {
+      var acc = 0.0;
+      for (var k = 0u; k < p.k; k++) { acc += lse_i(r, k); }
+      shift = aggregate(acc);
+    }
+    tau_out[r.row] = p.phi * (zl[base + u32(st.y)] - lse_l) + shift;
+  }
 }
 
 @compute @workgroup_size(WG)

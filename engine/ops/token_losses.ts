@@ -23,7 +23,17 @@ export const NO_MASS = -1e30;
 export interface TokenPreferenceConfig {
   /** How the intermediate layers' logits combine into z~ (released code: sum). */
   aggregator: 'sum' | 'mean';
-  /** Threshold factor φ: negatives are the domain tokens with z~ ≥ φ·zL[y]. */
+  /**
+   * What φ scales: 'logit' (ILREC.md §3): N = {v ∈ D, v ≠ y : z~_v ≥ φ·zL[y]} on raw logits.
+   * 'logprob': N = {v ∈ D, v ≠ y : ℓ~_v ≥ φ·log p^L_y} with ℓ^(l) = log softmax_D zI[l],
+   * ℓ~ = f(ℓ^(l)) (the same aggregator; log softmax_D zL without zI) and p^L = softmax_D zL: blind
+   * to the row-wide offset a lens layer's logits may carry against the final layer's (small models
+   * trained from scratch, where φ = 1 on raw logits makes every domain token a negative). There
+   * φ multiplies log p^L_y ≤ 0: φ > 1 admits more negatives, φ < 1 fewer. With f = sum over K
+   * layers ℓ~ is on K times the scale of log p^L_y (as z~ is in 'logit' mode); mean keeps them alike.
+   */
+  threshold: 'logit' | 'logprob';
+  /** Threshold factor φ (see threshold); ties with the threshold are negatives. */
   phi: number;
   /** CPO penalty strength α; 0 = plain cross-entropy ("without CPO"). */
   alpha: number;
@@ -40,7 +50,7 @@ export interface TokenPreferenceConfig {
 }
 
 export const TOKEN_PREFERENCE_DEFAULTS: TokenPreferenceConfig = {
-  aggregator: 'sum', phi: 1, alpha: 0.1, margin: 1, cpoForm: 'additive', detachTeacher: true, lambdaCPD: 1, b: 0.005,
+  aggregator: 'sum', threshold: 'logit', phi: 1, alpha: 0.1, margin: 1, cpoForm: 'additive', detachTeacher: true, lambdaCPD: 1, b: 0.005,
 };
 
 export interface TokenPreferenceInputs {
@@ -107,6 +117,7 @@ function checkInputs(inp: TokenPreferenceInputs, partial: Partial<TokenPreferenc
     if (rw.shape.join() !== `${R},${VI}`) throw new Error(`${op}: rewards must be [${R}, ${VI}] (zI's columns), got ${shapeStr(rw.shape)}`);
   } else if (cfg.b !== 0) throw new Error(`${op}: b = ${cfg.b} ≠ 0 needs rewards`);
   if (!['sum', 'mean'].includes(cfg.aggregator)) throw new Error(`${op}: aggregator must be sum or mean, got ${cfg.aggregator}`);
+  if (!['logit', 'logprob'].includes(cfg.threshold)) throw new Error(`${op}: threshold must be logit or logprob, got ${cfg.threshold}`);
   if (!['additive', 'multiplicative'].includes(cfg.cpoForm)) throw new Error(`${op}: cpoForm must be additive or multiplicative, got ${cfg.cpoForm}`);
   // Host-side checks where the indices were uploaded (GPU-made ones are clamped in the kernel).
   const t = targets.hostInts;
@@ -135,7 +146,7 @@ function rowThreads(R: number, V: number): number {
 }
 
 /** Switch bits of the kernel's `flags` uniform (F_* in the shader). */
-const F = { mean: 1, mult: 2, detach: 4, zI: 8, rewards: 16, domain: 32, gradL: 64, gradI: 128 } as const;
+const F = { mean: 1, mult: 2, detach: 4, zI: 8, rewards: 16, domain: 32, gradL: 64, gradI: 128, logprob: 256 } as const;
 
 function uniforms(s: Shapes, opts: { n4?: number; tpr?: number; flags?: number } = {}): number[] {
   const c = s.cfg;
@@ -149,6 +160,8 @@ function uniforms(s: Shapes, opts: { n4?: number; tpr?: number; flags?: number }
 /**
  * The ILRec token loss (ILREC.md §3), per counted row t with target y and domain D:
  *   z~ = Σ_l zI[l] (or the mean), τ = φ·zL[y], N = {v ∈ D, v ≠ y : z~_v ≥ τ}, w = softmax_N(z~),
+ *   (threshold 'logprob': N = {v ∈ D, v ≠ y : ℓ~_v ≥ φ·log p^L_y}, ℓ~ = f(log softmax_D zI[l]);
+ *   w stays softmax_N(z~), equal to softmax_N(ℓ~) as the two differ by a per-row constant),
  *   CPO = CE(z', y) over all V with z'_v = zL_v + α·m·w_v (or zL_v·(1 + α·w_v)) on N,
  *   CPD = Σ_l KL(p^L ‖ p^(l)) over D, CRR = KL(q ‖ p^L) over N with q = softmax_N(r),
  * loss = mean_t (CPO + λ·CPD + b·CRR). N, w, q (and the teacher when detached) are constants for
@@ -164,7 +177,7 @@ export function tokenPreferenceLoss(inp: TokenPreferenceInputs, partial: Partial
   const tpr = rowThreads(R, V);
   const flags = (cfg.aggregator === 'mean' ? F.mean : 0) | (cfg.cpoForm === 'multiplicative' ? F.mult : 0) |
     (cfg.detachTeacher ? F.detach : 0) | (zI ? F.zI : 0) | (inp.rewards ? F.rewards : 0) | (inp.domain ? F.domain : 0) |
-    (gradL ? F.gradL : 0) | (gradI ? F.gradI : 0);
+    (gradL ? F.gradL : 0) | (gradI ? F.gradI : 0) | (cfg.threshold === 'logprob' ? F.logprob : 0);
   const params = uniforms(s, { tpr, flags });
   const rowTerms = Tensor.empty([R, ROW_TERMS]);
   // dzL [R, V], dzI [K, R, VI]: dℓ_t/dz per row, unscaled (the backward applies dout / count).
@@ -175,10 +188,16 @@ export function tokenPreferenceLoss(inp: TokenPreferenceInputs, partial: Partial
     const grad = gradL || gradI;
     // Bindings the entry uses but this call does not need get a stand-in (never written).
     const spare = grad && !(gradL && gradI) ? Tensor.empty([1]) : null;
-    const buffers: Record<number, GPUBuffer> = {
-      1: zL.buffer, 2: (zI ?? zL).buffer, 3: targets.buffer, 4: (inp.domain ?? targets).buffer,
-      5: (inp.rewards ?? zL).buffer, 6: rowTerms.buffer,
-    };
+    const rows = rowGrid(Math.ceil(R / (ROW_WG / tpr)));
+    const common: Record<number, GPUBuffer> = { 1: zL.buffer, 2: (zI ?? zL).buffer, 3: targets.buffer, 4: (inp.domain ?? targets).buffer };
+    // The log-prob threshold: τ [R] per row from its own pass first (see the shader's header).
+    const tau = cfg.threshold === 'logprob' ? Tensor.empty([R]) : null;
+    if (tau)
+      run({
+        shader: SHADER, entry: 'thresholds', label: 'tokenPreference_thresholds', constants: { WG: ROW_WG },
+        buffers: { ...common, 17: tau.buffer }, params, workgroups: rows,
+      });
+    const buffers: Record<number, GPUBuffer> = { ...common, 5: (inp.rewards ?? zL).buffer, 6: rowTerms.buffer, 18: (tau ?? zL).buffer };
     if (grad) {
       buffers[7] = (dzL ?? spare!).buffer;
       buffers[8] = (dzI ?? spare!).buffer;
@@ -187,9 +206,10 @@ export function tokenPreferenceLoss(inp: TokenPreferenceInputs, partial: Partial
     run({
       shader: SHADER, entry, label: `tokenPreference_${entry}`,
       constants: { WG: ROW_WG },
-      buffers, params, workgroups: rowGrid(Math.ceil(R / (ROW_WG / tpr))),
+      buffers, params, workgroups: rows,
     });
     spare?.dispose();
+    tau?.dispose();
   }
   const loss = Tensor.empty([]);
   const terms = Tensor.empty([4]);
@@ -265,12 +285,21 @@ export function tokenPreferenceComposite(inp: TokenPreferenceInputs, partial: Pa
     return parts.length === 1 ? x : concat(parts, 1);
   };
   const { neg, w, q, logq } = noGrad(() => {
-    const zt = zI ? (cfg.aggregator === 'sum' ? sum(zI, 0) : mean(zI, 0)) : zLs; // z~ [R, VI]
-    const tau = scale(sum(mul(zL, onehotV), -1, true), cfg.phi); // [R, 1]
-    const ge = add(gt(zt, tau), eq(zt, tau));
-    const notY = sub(fill([1], 1), Tensor.fromData(hotI, [R, VI]));
+    const agg = (x: Tensor) => (cfg.aggregator === 'sum' ? sum(x, 0) : mean(x, 0)); // over the layers
+    const zt = zI ? agg(zI) : zLs; // z~ [R, VI]
+    const onehotI = Tensor.fromData(hotI, [R, VI]);
+    // The thresholded score and τ [R, 1]: z~ and φ·zL[y], or ℓ~ and φ·log p^L_y.
+    let score = zt;
+    let tau = scale(sum(mul(zL, onehotV), -1, true), cfg.phi);
+    if (cfg.threshold === 'logprob') {
+      const lpL = logSoftmax(where(dom, zLs, BIG_NEG)); // log p^L over D [R, VI]
+      score = zI ? agg(logSoftmax(where(dom, zI, BIG_NEG))) : lpL; // ℓ~
+      tau = scale(sum(mul(lpL, onehotI), -1, true), cfg.phi);
+    }
+    const ge = add(gt(score, tau), eq(score, tau));
+    const notY = sub(fill([1], 1), onehotI);
     const neg = mul(mul(ge, dom), notY); // N as a 0/1 mask (0 on rows that do not count)
-    const w = mul(softmax(where(neg, zt, BIG_NEG)), neg);
+    const w = mul(softmax(where(neg, zt, BIG_NEG)), neg); // over z~ in both threshold modes
     let q: Tensor | null = null;
     let logq: Tensor | null = null;
     if (inp.rewards) {

@@ -83,15 +83,27 @@ export function tokenPreferenceLoss(inp: TokenPreferenceInputs, partial: Partial
 
     // Selection: N, w, q (live unless frozen).
     if (!frozen) {
-      const zt = (v: number) => {
-        if (!zI) return zl(v);
+      /** f over the layers of g(k, v). */
+      const agg = (g: (k: number, v: number) => number) => (v: number) => {
         let acc = 0;
-        for (let k = 0; k < K; k++) acc += zi(k, v);
+        for (let k = 0; k < K; k++) acc += g(k, v);
         return cfg.aggregator === 'mean' ? acc / K : acc;
       };
-      const tau = cfg.phi * zl(y);
-      const N = D.filter((v) => v !== y && zt(v) >= tau);
+      const zt = zI ? agg(zi) : zl; // z~
+      // The thresholded score and τ: z~ and φ·zL[y], or ℓ~ = f(log softmax_D zI[l]) and φ·log p^L_y.
+      let score = zt;
+      let tau = cfg.phi * zl(y);
+      if (cfg.threshold === 'logprob') {
+        const lpL = logSoftmaxOver(zl, D);
+        if (zI) {
+          const lpI = Array.from({ length: K }, (_, k) => logSoftmaxOver((v) => zi(k, v), D));
+          score = agg((k, v) => lpI[k].get(v)!);
+        } else score = (v) => lpL.get(v)!;
+        tau = cfg.phi * lpL.get(y)!;
+      }
+      const N = D.filter((v) => v !== y && score(v) >= tau);
       for (const v of N) sel.neg[at(v)] = 1;
+      // w = softmax_N(z~) in both modes (= softmax_N(ℓ~): they differ by a per-row constant).
       for (const [v, lw] of logSoftmaxOver(zt, N)) sel.w[at(v)] = Math.exp(lw);
       if (rw) {
         const withMass = N.filter((v) => rw[at(v)] >= NO_MASS);

@@ -1,7 +1,8 @@
 // ILRec token-preference loss: the fused kernel's loss, terms and gradients against the float64
 // reference on odd shapes (all switches), the reference's analytic gradients against finite
 // differences of its frozen-selection form, fused vs composite twin, and the edge cases (empty and
-// full negative sets, ties at the threshold, ignored rows, no intermediate layers, nothing counted).
+// full negative sets, ties at the threshold, ignored rows, no intermediate layers, nothing counted);
+// the same for the log-prob threshold, and what it changes on offset lens logits.
 import { describe, expect, it } from 'vitest';
 import { Rng, backward, device, noGrad, tensor, tidy } from '../../engine/index.js';
 import * as L from '../../engine/ops/token_losses.js';
@@ -143,27 +144,32 @@ describe('tokenPreferenceLoss vs float64 reference', () => {
     }
   });
 
+  const BOTH: Cfg[] = [STRONG, { ...STRONG, threshold: 'logprob', aggregator: 'mean' }];
+
   it('gives the same loss with and without the gradient pass', async () => {
     const d = makeData({ R: 9, V: 61, K: 3, VI: 61, colOffset: 0 }, 5, { rewards: true, ignoreEvery: 4 });
-    const a = await evaluate(L.tokenPreferenceLoss, d, STRONG);
-    const b = await evaluate((inp, cfg) => noGrad(() => L.tokenPreferenceLoss(inp, cfg)), d, STRONG, { gradL: false, gradI: false });
-    expect(a.loss).toBe(b.loss);
-    expect(Array.from(a.terms)).toEqual(Array.from(b.terms));
+    for (const cfg of BOTH) {
+      const a = await evaluate(L.tokenPreferenceLoss, d, cfg);
+      const b = await evaluate((inp, c) => noGrad(() => L.tokenPreferenceLoss(inp, c)), d, cfg, { gradL: false, gradI: false });
+      expect(a.loss).toBe(b.loss);
+      expect(Array.from(a.terms)).toEqual(Array.from(b.terms));
+    }
   });
 
   it('frees its temporaries and is bit-identical run to run', async () => {
     const d = makeData({ R: 9, V: 37, K: 3, VI: 30, colOffset: 4 }, 6, { rewards: true, ignoreEvery: 4 });
     const pool = device().pool;
-    for (const f of [L.tokenPreferenceLoss, L.tokenPreferenceComposite]) {
-      const before = pool.snapshot().inUseBytes;
-      const a = await evaluate(f, d, STRONG);
-      expect(pool.snapshot().inUseBytes).toBe(before);
-      if (f !== L.tokenPreferenceLoss) continue;
-      const b = await evaluate(f, d, STRONG);
-      expect(b.loss).toBe(a.loss);
-      expect(Array.from(b.dzL!)).toEqual(Array.from(a.dzL!));
-      expect(Array.from(b.dzI!)).toEqual(Array.from(a.dzI!));
-    }
+    for (const cfg of BOTH)
+      for (const f of [L.tokenPreferenceLoss, L.tokenPreferenceComposite]) {
+        const before = pool.snapshot().inUseBytes;
+        const a = await evaluate(f, d, cfg);
+        expect(pool.snapshot().inUseBytes).toBe(before);
+        if (f !== L.tokenPreferenceLoss) continue;
+        const b = await evaluate(f, d, cfg);
+        expect(b.loss).toBe(a.loss);
+        expect(Array.from(b.dzL!)).toEqual(Array.from(a.dzL!));
+        expect(Array.from(b.dzI!)).toEqual(Array.from(a.dzI!));
+      }
   });
 
   it('rejects bad inputs', () => {
@@ -179,11 +185,112 @@ describe('tokenPreferenceLoss vs float64 reference', () => {
   });
 });
 
+// With a sum over K layers, ℓ~ is about K log-probabilities: φ ≈ K keeps a useful share of negatives.
+describe('log-prob threshold: fused vs float64 reference', () => {
+  const LP: Cfg = { ...STRONG, threshold: 'logprob' };
+  const cases: [string, Shape, Cfg, boolean][] = [
+    ['R=1 V=7 K=2 mean', { R: 1, V: 7, K: 2, VI: 7, colOffset: 0 }, { ...LP, aggregator: 'mean' }, true],
+    ['R=7 V=61 K=3 sum, slice', { R: 7, V: 61, K: 3, VI: 50, colOffset: 5 }, { ...LP, phi: 2.5 }, true],
+    ['R=37 V=61 K=4 mean mult undetached, no rewards', { R: 37, V: 61, K: 4, VI: 61, colOffset: 0 }, { ...LP, aggregator: 'mean', cpoForm: 'multiplicative', detachTeacher: false, b: 0, phi: 0.8 }, false],
+    ['R=7 V=1031 K=1 sum, slice', { R: 7, V: 1031, K: 1, VI: 300, colOffset: 17 }, { ...LP, phi: 1.2 }, true],
+    ['R=13 V=61 zI null, slice', { R: 13, V: 61, K: 0, VI: 40, colOffset: 11 }, { ...LP }, true],
+    ['R=300 V=37 K=2 mean (several workgroups)', { R: 300, V: 37, K: 2, VI: 37, colOffset: 0 }, { ...LP, aggregator: 'mean' }, true],
+  ];
+  cases.forEach(([name, shape, cfg, rewards], i) =>
+    it(name, async () => {
+      const d = makeData(shape, 200 + i, { rewards, ignoreEvery: 5 });
+      const u = 0.7 + i / 5;
+      const got = await evaluate(L.tokenPreferenceLoss, d, cfg, { u });
+      const want = Ref.tokenPreferenceLoss(refInputs(d), cfg);
+      expect(want.terms.data[3]).toBeGreaterThan(0); // some negatives
+      expect(want.terms.data[3]).toBeLessThan(Math.max(...d.domain.map((x, j) => (j % 2 ? x - d.domain[j - 1] : 0))) - 1); // not all
+      compareWithRef(name, got, want, u);
+    }),
+  );
+
+  it('is blind to a row-wide offset of the lens logits, where the logit threshold takes all of D', async () => {
+    // zI[k] = zL + c (c large, per row and layer), zL distinct and well apart: with φ = 1 'logit'
+    // takes every domain token but the target; 'logprob' (mean, or K = 1) exactly those ranked above it.
+    const V = 12;
+    const R = 5;
+    const rng = new Rng(61);
+    const zL = new Float32Array(R * V);
+    const targets: number[] = [];
+    const domain: number[] = [];
+    for (let r = 0; r < R; r++) {
+      const perm = Array.from({ length: V }, (_, v) => v).sort(() => rng.next() - 0.5);
+      for (let v = 0; v < V; v++) zL[r * V + v] = 0.37 * perm[v] - 2;
+      const lo = r % 3;
+      const hi = V - (r % 2);
+      domain.push(lo, hi);
+      targets.push(lo + ((r * 5 + 2) % (hi - lo)));
+    }
+    for (const K of [3, 1]) {
+      const zI = new Float32Array(K * R * V);
+      for (let k = 0; k < K; k++) for (let r = 0; r < R; r++) for (let v = 0; v < V; v++) zI[(k * R + r) * V + v] = zL[r * V + v] + 40 + 15 * r + 25 * k;
+      const d: Data = { R, V, K, VI: V, colOffset: 0, zL, zI, targets, domain, rewards: null };
+      const all: number[][] = [];
+      const above: number[][] = [];
+      for (let r = 0; r < R; r++) {
+        const D = Array.from({ length: domain[2 * r + 1] - domain[2 * r] }, (_, i) => domain[2 * r] + i).filter((v) => v !== targets[r]);
+        all.push(D);
+        above.push(D.filter((v) => zL[r * V + v] > zL[r * V + targets[r]]));
+      }
+      const meanSize = (sets: number[][]) => sets.reduce((a, s) => a + s.length, 0) / R;
+      expect(meanSize(above)).toBeGreaterThan(0);
+      expect(meanSize(above)).toBeLessThan(meanSize(all));
+      for (const [threshold, want] of [['logit', all], ['logprob', above]] as const) {
+        const cfg: Cfg = { ...STRONG, b: 0, aggregator: 'mean', threshold };
+        const ref = Ref.tokenPreferenceLoss(refInputs(d), cfg);
+        for (let r = 0; r < R; r++) {
+          const neg = Array.from({ length: V }, (_, v) => v).filter((v) => ref.frozen.neg[r * V + v] === 1);
+          expect(neg, `K=${K} ${threshold} row ${r}`).toEqual(want[r]);
+        }
+        const got = await evaluate(L.tokenPreferenceLoss, d, cfg);
+        expect(got.terms[3]).toBeCloseTo(meanSize(want), 6);
+        compareWithRef(`offset K=${K} ${threshold}`, got, ref);
+      }
+    }
+  });
+
+  it('ties exactly at the threshold are negatives', async () => {
+    // D = [2, 7) holds zL = 1, 3, 0, 3, 2 with the target the first 3 (column 3): log p^L is the
+    // same at columns 3 and 5, bit for bit, when the lens layers copy zL (log Σ exp is then the
+    // same number in every layer, and 3 − lse is exact since lse ≈ 3.94 is within a factor 2 of 3).
+    const zL = [[0, 0, 1, 3, 0, 3, 2, 0], [0, 0, 3, 1, 3, 0, 2, 0]];
+    const cfg: Cfg = { ...STRONG, threshold: 'logprob' };
+    for (const [K, agg] of [[0, 'sum'], [1, 'sum'], [2, 'mean']] as const) {
+      const d: Data = {
+        R: 2, V: 8, K, VI: 8, colOffset: 0, zL: Float32Array.from(zL.flat()),
+        zI: K ? Float32Array.from(Array.from({ length: K }, () => zL.flat()).flat()) : null,
+        targets: [3, 4], domain: [2, 7, 2, 7], rewards: Float32Array.from([0, 0, -1, -1, 0, -2, -3, 0, 0, 0, -1, -2, 0, -1, -3, 0]),
+      };
+      const c = { ...cfg, aggregator: agg };
+      const want = Ref.tokenPreferenceLoss(refInputs(d), c);
+      // Row 0: the tie at column 5 only; row 1 (target column 4, zL 3): the tie at column 2 only.
+      expect(Array.from(want.frozen.neg)).toEqual([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]);
+      for (const f of [L.tokenPreferenceLoss, L.tokenPreferenceComposite]) {
+        const got = await evaluate(f, d, c);
+        expect(got.terms[3], `K=${K} ${f.name}`).toBe(1);
+        compareWithRef(`ties K=${K} ${f.name}`, got, want);
+      }
+    }
+  });
+
+  it('rejects an unknown threshold', () => {
+    tidy(() => {
+      const zL = tensor(new Float32Array(12), [2, 6]);
+      expect(() => L.tokenPreferenceLoss({ zL, zI: null, targets: tensor([1, 2], [2], 'i32') }, { b: 0, threshold: 'prob' as 'logit' })).toThrow(/threshold must be/);
+    });
+  });
+});
+
 describe('float64 reference: analytic gradients vs finite differences of the frozen selection', () => {
   const shape: Shape = { R: 4, V: 9, K: 2, VI: 6, colOffset: 2 };
   const cfgs: [string, Cfg][] = [
     ['additive, detached', { ...STRONG }],
     ['multiplicative, undetached, mean', { ...STRONG, cpoForm: 'multiplicative', detachTeacher: false, aggregator: 'mean' }],
+    ['log-prob threshold, undetached', { ...STRONG, threshold: 'logprob', phi: 2, detachTeacher: false }],
   ];
   for (const [name, cfg] of cfgs)
     it(name, () => {
@@ -230,6 +337,9 @@ describe('fused vs composite', () => {
     ['additive, detached, slice', { R: 7, V: 61, K: 3, VI: 40, colOffset: 13 }, { ...STRONG }, true],
     ['multiplicative, undetached, mean', { R: 13, V: 29, K: 4, VI: 29, colOffset: 0 }, { ...STRONG, cpoForm: 'multiplicative', detachTeacher: false, aggregator: 'mean' }, true],
     ['zI null, no rewards', { R: 5, V: 23, K: 0, VI: 20, colOffset: 3 }, { ...STRONG, b: 0 }, false],
+    ['log-prob threshold, sum, slice', { R: 7, V: 61, K: 3, VI: 40, colOffset: 13 }, { ...STRONG, threshold: 'logprob', phi: 2.5 }, true],
+    ['log-prob threshold, mean, multiplicative, undetached', { R: 13, V: 29, K: 2, VI: 29, colOffset: 0 }, { ...STRONG, threshold: 'logprob', aggregator: 'mean', cpoForm: 'multiplicative', detachTeacher: false }, true],
+    ['log-prob threshold, zI null', { R: 5, V: 23, K: 0, VI: 20, colOffset: 3 }, { ...STRONG, threshold: 'logprob', phi: 1.3 }, true],
   ];
   for (const [name, shape, cfg, rewards] of cases)
     it(name, async () => {

@@ -174,11 +174,11 @@ describe('SASRec', () => {
       expect(log2).not.toMatch(/epoch 1:/);
       let err = '';
       try {
-        execFileSync(tsx, ['cli/train.ts', '--model', 'ilrec', '--data', 'synthetic'], { cwd: root, encoding: 'utf8', stdio: 'pipe' });
+        execFileSync(tsx, ['cli/train.ts', '--model', 'caser', '--data', 'synthetic'], { cwd: root, encoding: 'utf8', stdio: 'pipe' });
       } catch (e) {
         err = String((e as { stderr?: string }).stderr);
       }
-      expect(err).toMatch(/not implemented yet/);
+      expect(err).toMatch(/--model caser: not one of ilrec, sasrec/);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }

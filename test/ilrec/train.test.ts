@@ -184,3 +184,28 @@ describe('experiment', () => {
     expect(again.rows[2]!.metrics).toEqual(res.rows[2]!.metrics);
   }, 300_000);
 });
+
+describe('npm run train (ILRec CLI)', () => {
+  it('runs a tiny experiment from flags and --set, and rejects unknown fields', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const out = tmp();
+    const tsx = path.join('node_modules', '.bin', 'tsx');
+    const args = [
+      'cli/train.ts', '--max-users', '30', '--hidden', '16', '--layers', '2', '--heads', '2', '--kv-heads', '1', '--intermediate', '32',
+      '--sft-steps', '2', '--pref-steps', '1', '--test-users', '4', '--valid-users', '0', '--eval-beams', '3', '--cf-epochs', '1',
+      '--set', 'cf.hidden=16', '--set', 'cf.layers=1', '--set', 'cf.heads=1', '--set', 'cf.intermediate=32', '--set', 'data.maxHistory=5', '--set', 'data.windowStride=5',
+      '--threshold', 'logprob', '--no-progress', '--out', out,
+    ];
+    const log = execFileSync(tsx, args, { encoding: 'utf8', stdio: 'pipe' });
+    expect(log).toMatch(/report: /);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).ilrec.loss.threshold).toBe('logprob');
+    expect(fs.readFileSync(path.join(out, 'report.md'), 'utf8')).toMatch(/\| ilrec \|/);
+    let err = '';
+    try {
+      execFileSync(tsx, ['cli/train.ts', '--set', 'ilrec.loss.nope=1', '--out', tmp()], { encoding: 'utf8', stdio: 'pipe' });
+    } catch (e) {
+      err = String((e as { stderr?: string }).stderr);
+    }
+    expect(err).toMatch(/unknown key ilrec\.loss\.nope/);
+  }, 240_000);
+});

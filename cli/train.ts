@@ -7,13 +7,11 @@ import * as path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { initNode } from '../engine/node/index.js';
-import { generateSynthetic } from '../ilrec/data/synthetic.js';
-import { readLcRecDir } from '../ilrec/data/readers.js';
-import { datasetStats, type Dataset } from '../ilrec/data/dataset.js';
+import { datasetStats } from '../ilrec/data/dataset.js';
 import { DEFAULT_KS } from '../ilrec/eval/metrics.js';
 import { makeResultRecord, markdownHeader, markdownRow, writeResultJson } from '../ilrec/eval/results.js';
 import { SASREC_DEFAULTS, trainSASRec } from '../ilrec/cf/sasrec.js';
-import { runExperiment } from '../ilrec/train/pipeline.js';
+import { loadDataset, runExperiment } from '../ilrec/train/pipeline.js';
 import { addIlrecOptions, ilrecFromArgs } from './ilrec-options.js';
 
 const fmt = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(4));
@@ -104,14 +102,7 @@ async function sasrecMain(args: string[]): Promise<void> {
     .parse();
 
   const started = performance.now();
-  const maxUsers = argv['max-users'];
-  let ds: Dataset;
-  if (argv.data === 'synthetic') ds = generateSynthetic({ seed: argv.seed, ...(maxUsers ? { users: maxUsers } : {}) });
-  else {
-    if (!fs.existsSync(argv.data)) throw new Error(`--data ${argv.data}: no such directory`);
-    ds = readLcRecDir(argv.data, argv.dataset);
-    if (maxUsers && maxUsers < ds.users.length) ds = { ...ds, users: ds.users.slice(0, maxUsers), sequences: ds.sequences.slice(0, maxUsers) };
-  }
+  const ds = loadDataset({ source: argv.data, dataset: argv.dataset, maxUsers: argv['max-users'] ?? 0, syntheticSeed: argv.seed });
   const stats = datasetStats(ds);
   console.log(`${ds.name}: ${stats.users} users, ${stats.items} items, ${stats.interactions} interactions`);
 

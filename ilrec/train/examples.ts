@@ -159,12 +159,7 @@ export function generativeCases(samples: readonly Sample[], codes: ItemCodes, ma
 /** A deterministic random subset of n samples (all when n is 0 or ≥ the count), in their original order. */
 export function subsetOf<T>(xs: readonly T[], n: number, seed: number): T[] {
   if (n <= 0 || n >= xs.length) return [...xs];
-  const idx = Array.from({ length: xs.length }, (_, i) => i);
-  const rng = new Rng(seed);
-  for (let i = idx.length - 1; i > 0; i--) {
-    const j = Math.floor(rng.next() * (i + 1));
-    [idx[i], idx[j]] = [idx[j]!, idx[i]!];
-  }
+  const idx = new Rng(seed).shuffle(Array.from({ length: xs.length }, (_, i) => i));
   return idx.slice(0, n).sort((a, b) => a - b).map((i) => xs[i]!);
 }
 
@@ -198,20 +193,15 @@ export function recData(ds: Dataset, codes: ItemCodes, maxHistory: number, strid
  * needs only its step count to continue with the same batches.
  */
 export class DataOrder {
-  private readonly perms = new Map<number, Int32Array>();
+  private readonly perms = new Map<number, number[]>();
   constructor(readonly n: number, readonly batch: number, readonly seed: number) {
     if (n < 1) throw new Error('DataOrder: no training examples');
   }
 
-  private epoch(e: number): Int32Array {
+  private epoch(e: number): number[] {
     let p = this.perms.get(e);
     if (!p) {
-      p = Int32Array.from({ length: this.n }, (_, i) => i);
-      const rng = new Rng(this.seed * 1_000_003 + e);
-      for (let i = p.length - 1; i > 0; i--) {
-        const j = Math.floor(rng.next() * (i + 1));
-        [p[i], p[j]] = [p[j]!, p[i]!];
-      }
+      p = new Rng(this.seed * 1_000_003 + e).shuffle(Array.from({ length: this.n }, (_, i) => i));
       this.perms.clear(); // one epoch at a time is enough (batches never straddle more than two)
       this.perms.set(e, p);
     }

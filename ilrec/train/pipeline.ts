@@ -13,11 +13,11 @@ import { datasetStats, type Dataset, type DatasetStats } from '../data/dataset.j
 import { SASRec, scorerRanks, trainSASRec } from '../cf/sasrec.js';
 import { RewardTable } from '../cf/rewards.js';
 import { evaluateGenerative } from '../eval/generative.js';
-import { metricColumns, type ResultRecord, gitCommit } from '../eval/results.js';
+import { gitCommit, makeResultRecord, metricColumns, type ResultRecord } from '../eval/results.js';
 import { hitAt, metricsFromRanks, ndcgAt, pairedBootstrap, type MetricValues } from '../eval/metrics.js';
 import { lossCurvesSvg, metricsBarSvg, writeSvg } from '../report/plots.js';
 import { comparisonTable } from '../report/table.js';
-import { ablated, type Ablation, type IlrecConfig, type Stage } from '../config.js';
+import { ablated, type Ablation, type DataConfig, type IlrecConfig, type Stage } from '../config.js';
 import { generativeCases, itemCodesFromDataset, recData, subsetOf, type RecData } from './examples.js';
 import { runDpoFamily, runIlrec, runSft, stageSteps } from './stages.js';
 import type { StepLog, TrainLoopResult } from './trainer.js';
@@ -42,8 +42,8 @@ export interface ExperimentResult {
 /** Seed of the evaluation subsets (independent of the training seed, so every seed is tested on the same users). */
 const EVAL_SUBSET_SEED = 20_240_101;
 
-export function loadDataset(cfg: IlrecConfig): Dataset {
-  const d = cfg.data;
+/** The dataset a data config names: the synthetic generator or an LC-Rec directory, optionally cut to its first users. */
+export function loadDataset(d: Pick<DataConfig, 'source' | 'dataset' | 'maxUsers' | 'syntheticSeed'>): Dataset {
   if (d.source === 'synthetic') return generateSynthetic({ seed: d.syntheticSeed, ...(d.maxUsers > 0 ? { users: d.maxUsers } : {}) });
   if (!fs.existsSync(d.source)) throw new Error(`data.source ${d.source}: no such directory (or use "synthetic")`);
   const ds = readLcRecDir(d.source, d.dataset);
@@ -79,7 +79,7 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
   fs.mkdirSync(opts.out, { recursive: true });
   writeJson(path.join(opts.out, 'config.json'), cfg);
 
-  const ds = loadDataset(cfg);
+  const ds = loadDataset(cfg.data);
   const stats = datasetStats(ds);
   log(`${ds.name}: ${stats.users} users, ${stats.items} items, ${stats.interactions} interactions`);
   const codes = itemCodesFromDataset(ds);
@@ -93,10 +93,7 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
   /** Per-user test ranks of each row (same users, same order), for paired comparisons. */
   const ranksOf = new Map<string, number[]>();
   const record = (name: string, metrics: MetricValues, extra: Record<string, unknown>, t0: number): ResultRecord => {
-    const r: ResultRecord = {
-      name, dataset: ds.name, metrics, users: testSamples.length, config: { ...extra }, datasetStats: stats,
-      commit: gitCommit(), dirty: null, wallTimeSeconds: (performance.now() - t0) / 1000, writtenAt: new Date().toISOString(),
-    };
+    const r = makeResultRecord({ name, dataset: ds.name, metrics, users: testSamples.length, config: { ...extra }, datasetStats: stats, startedAtMs: t0 });
     rows.push(r);
     writeJson(path.join(opts.out, 'results.json'), rows);
     return r;

@@ -6,7 +6,7 @@ import { beamSearch } from '../../engine/model/generate.js';
 import { ablated, type IlrecConfig, type OptimConfig } from '../config.js';
 import type { SASRec } from '../cf/sasrec.js';
 import type { RewardTable } from '../cf/rewards.js';
-import { DataOrder, promptOf, sampleNegatives, stepRng, windowBatch, type RecData } from './examples.js';
+import { DataOrder, promptOf, sampleNegatives, stepRng, windowBatch, type RecData, type WindowBatch } from './examples.js';
 import { dpoFamilyLoss, ilrecLoss, type LossOutput, layerSet, scoredSequences, sequenceLogProbs, sftLoss, type IlrecLossContext } from './losses.js';
 import { trainLoop, type ExtraState, type MicroBatch, type StepLog, type TrainLoopResult } from './trainer.js';
 
@@ -27,15 +27,20 @@ export function stageSteps(oc: OptimConfig, n: number): number {
 /** The fused loss's terms vector, in the kernel's order. */
 const PREFERENCE_TERMS = { terms: ['cpo', 'cpd', 'crr', 'negatives'] };
 
+/** Micro-batch g = step·accumulate + micro of the training windows, in the seed's data order. */
+function windowMicroBatches(data: RecData, oc: OptimConfig, seed: number, loss: (b: WindowBatch) => LossOutput): (step: number, micro: number) => MicroBatch {
+  const order = new DataOrder(data.windows.length, oc.batch, seed);
+  return (step, micro) => {
+    const batch = windowBatch(order.microBatch(step * oc.accumulate + micro).map((i) => data.windows[i]!), data.codes);
+    return { loss: () => loss(batch), tokens: batch.tokens };
+  };
+}
+
 export async function runSft(model: LlamaForCausalLM, data: RecData, cfg: IlrecConfig, opts: StageRunOptions = {}): Promise<TrainLoopResult> {
   const oc = cfg.sft;
-  const order = new DataOrder(data.windows.length, oc.batch, cfg.run.seed);
   return trainLoop({
     stage: 'sft', model, optim: oc, totalSteps: stageSteps(oc, data.windows.length),
-    microBatch: (step, micro): MicroBatch => {
-      const batch = windowBatch(order.microBatch(step * oc.accumulate + micro).map((i) => data.windows[i]!), data.codes);
-      return { loss: () => sftLoss(model, batch), tokens: batch.tokens };
-    },
+    microBatch: windowMicroBatches(data, oc, cfg.run.seed, (batch) => sftLoss(model, batch)),
     checkpointEvery: cfg.run.checkpointEvery, logEvery: cfg.run.logEvery, ...loopOpts(opts),
   });
 }
@@ -50,13 +55,9 @@ export async function runIlrec(
   const ctx: IlrecLossContext = {
     codes: data.codes, cf, rewardTable, sequences, loss, layers: layerSet(model, layersBelowLast), restrictToLevel: cfg.ilrec.restrictToLevel,
   };
-  const order = new DataOrder(data.windows.length, oc.batch, cfg.run.seed);
   return trainLoop({
     stage: 'ilrec', model, optim: oc, totalSteps: stageSteps(oc, data.windows.length), termNames: PREFERENCE_TERMS,
-    microBatch: (step, micro): MicroBatch => {
-      const batch = windowBatch(order.microBatch(step * oc.accumulate + micro).map((i) => data.windows[i]!), data.codes);
-      return { loss: () => ilrecLoss(model, batch, ctx), tokens: batch.tokens };
-    },
+    microBatch: windowMicroBatches(data, oc, cfg.run.seed, (batch) => ilrecLoss(model, batch, ctx)),
     checkpointEvery: cfg.run.checkpointEvery, logEvery: cfg.run.logEvery, ...loopOpts(opts),
   });
 }

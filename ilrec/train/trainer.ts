@@ -109,8 +109,11 @@ export async function trainLoop(spec: TrainLoopSpec): Promise<TrainLoopResult> {
           backward(oc.accumulate > 1 ? scale(out.loss, 1 / oc.accumulate) : out.loss);
           return out.terms;
         });
-        for (const [name, t] of Object.entries(terms)) {
-          const v = t.size === 1 ? [await t.item()] : Array.from(await t.toArray());
+        // One read-back for all terms of the micro-batch (each await is a GPU round trip).
+        const entries = Object.entries(terms);
+        const values = await Promise.all(entries.map(([, t]) => t.toArray()));
+        for (const [k, [name, t]] of entries.entries()) {
+          const v = Array.from(values[k]!);
           t.dispose();
           const names = spec.termNames?.[name] ?? v.map((_, i) => (v.length === 1 ? name : `${name}[${i}]`));
           v.forEach((x, i) => {

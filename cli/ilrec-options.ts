@@ -11,6 +11,7 @@ const FLAG_PATHS: Record<string, { path: string; describe: string }> = {
   dataset: { path: 'data.dataset', describe: 'dataset name inside an LC-Rec --data directory' },
   'max-users': { path: 'data.maxUsers', describe: 'use only the first N users (synthetic: generate N users); 0 = all' },
   'max-history': { path: 'data.maxHistory', describe: 'history items per prompt' },
+  'length-groups': { path: 'data.lengthGroups', describe: 'batches cut from pools of this many batches sorted by length (0 = plain shuffle)' },
   init: { path: 'model.init', describe: '"scratch" or a Hugging Face model directory over the same SID vocabulary' },
   hidden: { path: 'model.hidden', describe: 'LLM width' },
   layers: { path: 'model.layers', describe: 'LLM decoder layers L' },

@@ -9,7 +9,12 @@ export const STAGES = ['sft', 'ilrec', 'dpo', 'sdpo', 'sprec'] as const;
 export type Stage = (typeof STAGES)[number];
 
 /** ILRec ablations (ILREC.md §4): each switches one part of the method off. */
-export const ABLATIONS = ['none', 'noCPO', 'noCPD', 'noCRR', 'finalLayerNegatives'] as const;
+/**
+ * ILRec variants: the paper's four ablations, and `ceOnly`, the control that keeps only the
+ * cross-entropy inside L_CPO (α = λ_CPD = b = 0): continued SFT with ILRec's optimizer and budget,
+ * which separates what the preference terms add from what more training adds.
+ */
+export const ABLATIONS = ['none', 'noCPO', 'noCPD', 'noCRR', 'finalLayerNegatives', 'ceOnly'] as const;
 export type Ablation = (typeof ABLATIONS)[number];
 
 export interface DataConfig {
@@ -27,6 +32,12 @@ export interface DataConfig {
    * maxHistory − stride + 1 and maxHistory history items (all of them near a sequence's start).
    */
   windowStride: number;
+  /**
+   * Training batches are cut from pools of this many batches sorted by length, then shuffled
+   * (group_by_length; 0 = plain shuffle). Padding, not the data, changes: the examples of an epoch
+   * are the same.
+   */
+  lengthGroups: number;
   /** Seed of the synthetic data. */
   syntheticSeed: number;
 }
@@ -125,7 +136,7 @@ export interface IlrecConfig {
 }
 
 export const DEFAULT_CONFIG: IlrecConfig = {
-  data: { source: 'synthetic', dataset: 'Instruments', maxUsers: 0, maxHistory: 20, windowStride: 10, syntheticSeed: 0 },
+  data: { source: 'synthetic', dataset: 'Instruments', maxUsers: 0, maxHistory: 20, windowStride: 10, lengthGroups: 50, syntheticSeed: 0 },
   model: {
     init: 'scratch', hidden: 128, layers: 6, heads: 4, kvHeads: 4, intermediate: 256, initStd: 0.02,
     finetune: 'full', loraRank: 64, loraAlpha: 32, loraDropout: 0.05,
@@ -193,6 +204,7 @@ export function validateConfig(c: IlrecConfig): void {
     const v = get(c);
     if (!Number.isInteger(v) || v < 1) throw new Error(`config ${name} must be a positive integer, got ${v}`);
   }
+  if (!Number.isInteger(c.data.lengthGroups) || c.data.lengthGroups < 0) throw new Error(`config data.lengthGroups must be an integer ≥ 0, got ${c.data.lengthGroups}`);
   if (c.data.windowStride > c.data.maxHistory) throw new Error(`config data.windowStride (${c.data.windowStride}) must be ≤ data.maxHistory (${c.data.maxHistory})`);
   if (c.model.hidden % c.model.heads !== 0) throw new Error(`config model.hidden (${c.model.hidden}) must be a multiple of model.heads (${c.model.heads})`);
   if (c.model.heads % c.model.kvHeads !== 0) throw new Error(`config model.heads (${c.model.heads}) must be a multiple of model.kvHeads (${c.model.kvHeads})`);
@@ -225,6 +237,7 @@ export function ablated(p: PreferenceConfig): { loss: TokenPreferenceConfig; lay
     case 'noCPD': loss.lambdaCPD = 0; break;
     case 'noCRR': loss.b = 0; break;
     case 'finalLayerNegatives': layers = []; loss.lambdaCPD = 0; break;
+    case 'ceOnly': loss.alpha = 0; loss.lambdaCPD = 0; loss.b = 0; break;
   }
   return { loss, layersBelowLast: layers };
 }

@@ -50,11 +50,14 @@ export async function evaluateGenerative(
     throw new Error(`evaluateGenerative: codes of lengths ${min}..${max} need a trie with endToken = EOS`);
   const maxNewTokens = eos === undefined ? max : max + 1;
   const acc = new MetricsAccumulator(o.ks);
-  const ranks: number[] = [];
-  const lists: number[][] = [];
+  const ranks: number[] = new Array(cases.length);
+  const lists: number[][] = new Array(cases.length);
+  // Prompts of similar length share a call (beam search pads a call to its longest prompt);
+  // results go back to the cases' order.
+  const order = cases.map((_, i) => i).sort((a, b) => cases[a]!.prompt.length - cases[b]!.prompt.length || a - b);
   for (let start = 0; start < cases.length; start += o.promptsPerCall) {
-    const batch = cases.slice(start, start + o.promptsPerCall);
-    const beams = await beamSearch(model, batch.map((c) => c.prompt), {
+    const idx = order.slice(start, start + o.promptsPerCall);
+    const beams = await beamSearch(model, idx.map((c) => cases[c]!.prompt), {
       numBeams: o.beams, numReturnSequences: o.beams, maxNewTokens, eosTokenIds: eos === undefined ? [] : [eos],
       allowedTokens: (prefix) => trie.allowedNext(prefix),
     });
@@ -68,12 +71,12 @@ export async function evaluateGenerative(
         seen.add(item);
         list.push(item);
       }
-      const rank = rankFromList(list, batch[i]!.target);
-      acc.add(rank);
-      ranks.push(rank);
-      lists.push(list);
+      const c = idx[i]!;
+      ranks[c] = rankFromList(list, cases[c]!.target);
+      lists[c] = list;
     });
   }
+  for (const r of ranks) acc.add(r);
   return { metrics: acc.result(), ranks, lists };
 }
 

@@ -191,21 +191,49 @@ export function recData(ds: Dataset, codes: ItemCodes, maxHistory: number, strid
  * Deterministic data order: epoch e is a permutation of 0..n−1 drawn from seed and e alone, and
  * micro-batch g takes the next `batch` indices of the concatenated epochs. A resumed run therefore
  * needs only its step count to continue with the same batches.
+ *
+ * With `lengths` and `groups` > 0 the permutation is grouped by length (Hugging Face's
+ * group_by_length): pools of `groups` batches are sorted by length, and the order of the resulting
+ * batches is shuffled. A batch is padded to its longest example, so on Instruments, where most
+ * users are far shorter than the 21-item window, this cuts the tokens fed by about 3×.
  */
 export class DataOrder {
   private readonly perms = new Map<number, number[]>();
-  constructor(readonly n: number, readonly batch: number, readonly seed: number) {
+  constructor(
+    readonly n: number, readonly batch: number, readonly seed: number,
+    private readonly lengths?: readonly number[], private readonly groups = 0,
+  ) {
     if (n < 1) throw new Error('DataOrder: no training examples');
+    if (lengths && lengths.length !== n) throw new Error(`DataOrder: ${lengths.length} lengths for ${n} examples`);
   }
 
   private epoch(e: number): number[] {
     let p = this.perms.get(e);
     if (!p) {
-      p = new Rng(this.seed * 1_000_003 + e).shuffle(Array.from({ length: this.n }, (_, i) => i));
+      const rng = new Rng(this.seed * 1_000_003 + e);
+      p = rng.shuffle(Array.from({ length: this.n }, (_, i) => i));
+      if (this.lengths && this.groups > 0) p = this.grouped(p, e, rng);
       this.perms.clear(); // one epoch at a time is enough (batches never straddle more than two)
       this.perms.set(e, p);
     }
     return p;
+  }
+
+  /** Length-grouped reordering of epoch e's permutation, aligned to where its batches start. */
+  private grouped(p: number[], e: number, rng: Rng): number[] {
+    const len = this.lengths!;
+    const B = this.batch;
+    // The first `lead` indices complete a batch begun at the end of epoch e−1: keep them in place.
+    const lead = (B - ((e * this.n) % B)) % B;
+    const rest = p.slice(lead);
+    const pool = B * this.groups;
+    for (let s = 0; s < rest.length; s += pool) {
+      const sorted = rest.slice(s, s + pool).sort((a, b) => len[b]! - len[a]! || a - b);
+      rest.splice(s, sorted.length, ...sorted);
+    }
+    const full = Math.floor(rest.length / B);
+    const blocks = rng.shuffle(Array.from({ length: full }, (_, i) => i));
+    return [...p.slice(0, lead), ...blocks.flatMap((b) => rest.slice(b * B, (b + 1) * B)), ...rest.slice(full * B)];
   }
 
   /** Example indices of micro-batch g. */

@@ -28,8 +28,8 @@ export function stageSteps(oc: OptimConfig, n: number): number {
 const PREFERENCE_TERMS = { terms: ['cpo', 'cpd', 'crr', 'negatives'] };
 
 /** Micro-batch g = step·accumulate + micro of the training windows, in the seed's data order. */
-function windowMicroBatches(data: RecData, oc: OptimConfig, seed: number, loss: (b: WindowBatch) => LossOutput): (step: number, micro: number) => MicroBatch {
-  const order = new DataOrder(data.windows.length, oc.batch, seed);
+function windowMicroBatches(data: RecData, oc: OptimConfig, seed: number, groups: number, loss: (b: WindowBatch) => LossOutput): (step: number, micro: number) => MicroBatch {
+  const order = new DataOrder(data.windows.length, oc.batch, seed, data.windows.map((w) => w.items.length), groups);
   return (step, micro) => {
     const batch = windowBatch(order.microBatch(step * oc.accumulate + micro).map((i) => data.windows[i]!), data.codes);
     return { loss: () => loss(batch), tokens: batch.tokens };
@@ -40,7 +40,7 @@ export async function runSft(model: LlamaForCausalLM, data: RecData, cfg: IlrecC
   const oc = cfg.sft;
   return trainLoop({
     stage: 'sft', model, optim: oc, totalSteps: stageSteps(oc, data.windows.length),
-    microBatch: windowMicroBatches(data, oc, cfg.run.seed, (batch) => sftLoss(model, batch)),
+    microBatch: windowMicroBatches(data, oc, cfg.run.seed, cfg.data.lengthGroups, (batch) => sftLoss(model, batch)),
     checkpointEvery: cfg.run.checkpointEvery, logEvery: cfg.run.logEvery, ...loopOpts(opts),
   });
 }
@@ -57,7 +57,7 @@ export async function runIlrec(
   };
   return trainLoop({
     stage: 'ilrec', model, optim: oc, totalSteps: stageSteps(oc, data.windows.length), termNames: PREFERENCE_TERMS,
-    microBatch: windowMicroBatches(data, oc, cfg.run.seed, (batch) => ilrecLoss(model, batch, ctx)),
+    microBatch: windowMicroBatches(data, oc, cfg.run.seed, cfg.data.lengthGroups, (batch) => ilrecLoss(model, batch, ctx)),
     checkpointEvery: cfg.run.checkpointEvery, logEvery: cfg.run.logEvery, ...loopOpts(opts),
   });
 }
@@ -76,8 +76,8 @@ export async function runDpoFamily(
 ): Promise<TrainLoopResult> {
   const oc = cfg.pref;
   const n = kind === 'sdpo' ? cfg.dpo.negatives : 1;
-  const order = new DataOrder(data.samples.length, oc.batch, cfg.run.seed);
-  const { maxHistory } = cfg.data;
+  const { maxHistory, lengthGroups } = cfg.data;
+  const order = new DataOrder(data.samples.length, oc.batch, cfg.run.seed, data.samples.map((x) => Math.min(maxHistory, x.history.length)), lengthGroups);
   const { codes } = data;
   const promptFor = (i: number) => promptOf(data.samples[i]!.history, codes, maxHistory);
 

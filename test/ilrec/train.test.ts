@@ -167,11 +167,16 @@ describe('experiment', () => {
     const cfg = resolveConfig({ ...TINY, data: { ...TINY.data, maxUsers: 24 }, sft: { ...TINY.sft, steps: 3 }, pref: { ...TINY.pref, steps: 2 } });
     const lines: string[] = [];
     const res = await runExperiment(cfg, {
-      out, stages: ['sft', 'ilrec', 'dpo', 'sdpo', 'sprec'], ablations: ['noCPO', 'noCPD', 'noCRR', 'finalLayerNegatives'],
+      out, stages: ['sft', 'ilrec', 'dpo', 'sdpo', 'sprec'], ablations: ['noCPO', 'noCPD', 'noCRR', 'finalLayerNegatives', 'ceOnly'],
       resume: false, progress: 'off', log: (l) => lines.push(l),
     });
     const names = res.rows.map((r) => r.name);
-    expect(names).toEqual(['sasrec', 'sft', 'ilrec', 'dpo', 'sdpo', 'sprec', 'ilrec-noCPO', 'ilrec-noCPD', 'ilrec-noCRR', 'ilrec-finalLayerNegatives']);
+    expect(names).toEqual(['sasrec', 'sft', 'ilrec', 'dpo', 'sdpo', 'sprec', 'ilrec-noCPO', 'ilrec-noCPD', 'ilrec-noCRR', 'ilrec-finalLayerNegatives', 'ilrec-ceOnly']);
+    // The control keeps only the cross-entropy: its loss is L_CPO with α = 0, nothing added.
+    const curves = JSON.parse(fs.readFileSync(path.join(out, 'curves.json'), 'utf8')) as Record<string, { losses: Record<string, number> }[]>;
+    expect(curves['ilrec-ceOnly']!.length).toBeGreaterThan(0);
+    for (const { losses } of curves['ilrec-ceOnly']!) expect(losses.loss).toBeCloseTo(losses.cpo!, 6);
+    expect(curves['ilrec']!.some(({ losses }) => losses.loss! > losses.cpo! + 1e-4)).toBe(true);
     for (const r of res.rows) for (const v of Object.values(r.metrics)) expect(v).toBeGreaterThanOrEqual(0);
     const report = fs.readFileSync(res.report, 'utf8');
     expect(report).toContain('| ilrec |');

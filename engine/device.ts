@@ -91,6 +91,7 @@ export class Device {
     this.features = new Set(gpu.features as unknown as Iterable<string>);
     this.description = description;
     this.pool = new BufferPool(gpu);
+    this.pool.beforeTrim = () => this.flush();
     this.pool.onTrim = () => this.clearBindGroups();
     this.uniformBuffer = gpu.createBuffer({
       label: 'uniform-arena',

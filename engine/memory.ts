@@ -37,12 +37,30 @@ export interface PoolStats {
   inUseBuffers: number;
 }
 
+/**
+ * When idle buffers may be destroyed: a loop of fixed shapes never holds more idle bytes than its
+ * own working set, but one whose shapes vary (length-grouped batches, beam search over prompts of
+ * every length) would keep an idle buffer of every size class it ever used. So a miss that finds
+ * more idle bytes than `maxIdleRatio` × the highest in-use bytes seen (and at least
+ * `minIdleBytes`) trims the pool first.
+ */
+export interface PoolLimits {
+  maxIdleRatio: number;
+  minIdleBytes: number;
+}
+
+export const DEFAULT_POOL_LIMITS: PoolLimits = { maxIdleRatio: 1, minIdleBytes: 64 * 2 ** 20 };
+
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
   private sizes = new WeakMap<GPUBuffer, number>();
   private stats: PoolStats = { allocatedBytes: 0, inUseBytes: 0, peakBytes: 0, buffers: 0, inUseBuffers: 0 };
+  /** Highest in-use bytes ever (unlike `peakBytes`, never reset): the scale of the idle limit. */
+  private highWater = 0;
+  /** Number of automatic trims (the idle limit was exceeded). */
+  autoTrims = 0;
 
-  constructor(private gpu: GPUDevice) {}
+  constructor(private gpu: GPUDevice, readonly limits: PoolLimits = { ...DEFAULT_POOL_LIMITS }) {}
 
   /** A buffer of at least `bytes` bytes with TENSOR_USAGE; reuses an idle one of the same class. */
   acquire(bytes: number): GPUBuffer {
@@ -51,6 +69,11 @@ export class BufferPool {
     if (size > max) throw new Error(`tensor of ${bytes} bytes exceeds the device's maxStorageBufferBindingSize (${max})`);
     let buf = this.free.get(size)?.pop();
     if (!buf) {
+      const idle = this.stats.allocatedBytes - this.stats.inUseBytes;
+      if (idle > Math.max(this.limits.minIdleBytes, this.limits.maxIdleRatio * this.highWater)) {
+        this.trim();
+        this.autoTrims++;
+      }
       buf = this.gpu.createBuffer({ size, usage: TENSOR_USAGE });
       this.sizes.set(buf, size);
       this.stats.allocatedBytes += size;
@@ -59,6 +82,7 @@ export class BufferPool {
     this.stats.inUseBytes += size;
     this.stats.inUseBuffers++;
     if (this.stats.inUseBytes > this.stats.peakBytes) this.stats.peakBytes = this.stats.inUseBytes;
+    if (this.stats.inUseBytes > this.highWater) this.highWater = this.stats.inUseBytes;
     return buf;
   }
 
@@ -73,11 +97,17 @@ export class BufferPool {
     this.stats.inUseBuffers--;
   }
 
+  /**
+   * Called before `trim` destroys buffers: recorded, unsubmitted commands may still use an idle
+   * buffer (release is allowed while they do), so they must be submitted first.
+   */
+  beforeTrim: (() => void) | null = null;
   /** Called after `trim` destroys buffers, so caches holding them (bind groups) can drop them. */
   onTrim: (() => void) | null = null;
 
-  /** Destroys idle buffers (e.g. after a phase with different shapes). */
+  /** Destroys idle buffers (after a phase with different shapes; automatically past `limits`). */
   trim(): void {
+    this.beforeTrim?.();
     for (const list of this.free.values())
       for (const b of list) {
         this.stats.allocatedBytes -= this.sizes.get(b)!;

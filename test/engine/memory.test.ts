@@ -62,6 +62,39 @@ describe('training loop', () => {
   });
 });
 
+describe('pool limits', () => {
+  it('a loop of ever-changing shapes stays bounded (idle buffers are trimmed), and values stay right', async () => {
+    const pool = device().pool;
+    const saved = { ...pool.limits };
+    pool.limits.minIdleBytes = 0; // trim as soon as idle bytes exceed the in-use high-water mark
+    const trims0 = pool.autoTrims;
+    pool.trim();
+    const base = pool.snapshot().inUseBytes;
+    try {
+      let maxAllocated = 0;
+      for (let n = 101; n < 101 + 40 * 37; n += 37) {
+        // Every n lands in a new size class, so without trimming one idle buffer per class would pile up.
+        const data = randData(n, n);
+        const out = tidy(() => square(tensor(data, [n])));
+        const got = await out.toArray();
+        out.dispose();
+        let maxErr = 0;
+        for (let i = 0; i < n; i++) maxErr = Math.max(maxErr, Math.abs(got[i]! - data[i]! * data[i]!));
+        if (maxErr > 1e-6) console.log(`n=${n}: max error ${maxErr}`);
+        expect(maxErr).toBeLessThan(1e-6);
+        maxAllocated = Math.max(maxAllocated, pool.snapshot().allocatedBytes);
+      }
+      expect(pool.autoTrims).toBeGreaterThan(trims0);
+      // In use is the earlier tensors plus a few of the largest buffers; idle is capped at the
+      // high-water mark. Without trimming, the ~80 idle buffers would hold ~260 KB.
+      const largest = (101 + 39 * 37) * 4 * 1.25;
+      expect(maxAllocated).toBeLessThan(2 * base + 8 * largest);
+    } finally {
+      Object.assign(pool.limits, saved);
+    }
+  });
+});
+
 describe('dispose', () => {
   it('frees the buffer once; use after dispose throws', async () => {
     const pool = device().pool;

@@ -37,12 +37,13 @@ struct Params {
   nrows: u32,    // B·NH·T: rows of each of ld's three parts
   // cache copies (cache_append*, cache_reorder*), counted in units (f32, or vec4 for the *4 entries)
   cn: u32,       // units to copy
-  crow: u32,     // units per source row block (append: Tn·hs; reorder: len·hs)
+  crow: u32,     // units per source row block (append: Tn·hs; reorder: (len − from)·hs)
   cstride: u32,  // units per cache head (maxT·hs)
-  coff: u32,     // append: destination offset within a head (len·hs)
+  coff: u32,     // append: destination offset within a head (len·hs); reorder: source offset (from·hs)
   hs4: u32,      // ceil(HS / 4): the row loops' trip count when not unrolled
   causal: u32,   // 1: query row i sees keys j ≤ q_off + i only
   want_dq: u32,  // bwd_dq: 1 computes dq, 0 only D (q needs no gradient)
+  cdst: u32,     // reorder: units per destination head (cstride into a new cache, crow into a compact copy)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -468,7 +469,7 @@ fn cache_append4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   }
 }
 
-// e runs over [B, NKV, crow]; the source batch is beam[b].
+// e runs over [B, NKV, crow]; the source batch is beam[b]; returns (source, destination) indices.
 fn reorder_src(e: u32) -> vec2<u32> {
   let per_b = p.nkv * p.crow;
   let b = e / per_b;
@@ -476,7 +477,7 @@ fn reorder_src(e: u32) -> vec2<u32> {
   let h = rest / p.crow;
   let x = rest % p.crow;
   let sb = u32(beam[b]);
-  return vec2<u32>((sb * p.nkv + h) * p.cstride + x, (b * p.nkv + h) * p.cstride + x);
+  return vec2<u32>((sb * p.nkv + h) * p.cstride + p.coff + x, (b * p.nkv + h) * p.cdst + x);
 }
 
 @compute @workgroup_size(CWG)

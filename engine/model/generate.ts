@@ -289,8 +289,9 @@ async function beamSearchImpl(model: LlamaForCausalLM, prompts: readonly (readon
         cache.dispose();
         cache = expanded;
       } else {
+        // Every row's source is a beam of the same prompt, so the T prompt positions already agree.
         const idx = tensor(src, [R], 'i32');
-        cache.reorder(idx);
+        cache.reorder(idx, T);
         idx.dispose();
       }
       input = next;

@@ -185,9 +185,9 @@ export class LlamaCache {
   get maxT(): number {
     return this.layers[0]?.maxT ?? 0;
   }
-  /** Beam search: row b continues from row beamIdx[b] (i32 [B]). */
-  reorder(beamIdx: Tensor): void {
-    for (const c of this.layers) c.reorder(beamIdx);
+  /** Beam search: row b continues from row beamIdx[b] (i32 [B]); positions before `from` are shared (KVCache.reorder). */
+  reorder(beamIdx: Tensor, from = 0): void {
+    for (const c of this.layers) c.reorder(beamIdx, from);
   }
   /** Row b of a new cache [rows.length, ...] is row rows[b] of this one (e.g. each prompt repeated K times). */
   select(rows: readonly number[]): LlamaCache {

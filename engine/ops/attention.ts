@@ -241,41 +241,65 @@ export class KVCache {
     if (this.length + Tn > maxT) throw new Error(`KVCache.append: ${this.length} + ${Tn} positions exceed the capacity ${maxT}`);
     assertF32(kNew, 'KVCache.append');
     assertF32(vNew, 'KVCache.append');
-    if (Tn > 0) {
-      const w = hs % 4 === 0 ? 4 : 1; // copy in vec4s when rows are 16-byte aligned
-      const n = (B * NKV * Tn * hs) / w;
-      const p = new Array(12).fill(0).concat([n, (Tn * hs) / w, (maxT * hs) / w, (this.length * hs) / w]);
-      run({
-        shader: SHADER, entry: w === 4 ? 'cache_append4' : 'cache_append', label: 'kv_cache_append', params: p,
-        buffers: w === 4 ? { 16: kNew.buffer, 17: vNew.buffer, 18: this.k.buffer, 19: this.v.buffer } : { 12: kNew.buffer, 13: vNew.buffer, 14: this.k.buffer, 15: this.v.buffer },
-        workgroups: [gridFor(n)],
-      });
-    }
+    this.copyIn(kNew, vNew, this.length);
     this.length += Tn;
   }
 
-  /** Beam search: sequence b continues from sequence beamIdx[b] (i32 [B]); copies the filled positions. */
-  reorder(beamIdx: Tensor): void {
+  /** Writes k, v [B, NKV, Tn, hs] to positions [at, at + Tn). */
+  private copyIn(kNew: Tensor, vNew: Tensor, at: number): void {
+    const [B, NKV, maxT, hs] = this.k.shape;
+    const Tn = kNew.shape[2];
+    if (Tn === 0) return;
+    const w = hs % 4 === 0 ? 4 : 1; // copy in vec4s when rows are 16-byte aligned
+    const n = (B * NKV * Tn * hs) / w;
+    const p = new Array(12).fill(0).concat([n, (Tn * hs) / w, (maxT * hs) / w, (at * hs) / w]);
+    run({
+      shader: SHADER, entry: w === 4 ? 'cache_append4' : 'cache_append', label: 'kv_cache_append', params: p,
+      buffers: w === 4 ? { 16: kNew.buffer, 17: vNew.buffer, 18: this.k.buffer, 19: this.v.buffer } : { 12: kNew.buffer, 13: vNew.buffer, 14: this.k.buffer, 15: this.v.buffer },
+      workgroups: [gridFor(n)],
+    });
+  }
+
+  /**
+   * Beam search: sequence b continues from sequence beamIdx[b] (i32 [B]); copies the filled positions.
+   * Positions before `from` are left alone: the caller promises they already agree between every row
+   * and its source (the prompt that a prompt's beams share), so a decoding step copies only the few
+   * generated positions instead of the whole cache.
+   */
+  reorder(beamIdx: Tensor, from = 0): void {
     const [B, NKV, maxT, hs] = this.k.shape;
     if (beamIdx.dtype !== 'i32' || beamIdx.ndim !== 1 || beamIdx.size !== B)
       throw new Error(`KVCache.reorder: beamIdx must be i32 [${B}], got ${beamIdx.dtype} ${shapeStr(beamIdx.shape)}`);
+    if (!Number.isInteger(from) || from < 0 || from > this.length) throw new Error(`KVCache.reorder: from ${from} outside [0, ${this.length}]`);
     const host = beamIdx.hostInts;
     if (host) for (const b of host) if (b < 0 || b >= B) throw new Error(`KVCache.reorder: beam index ${b} outside [0, ${B})`);
-    if (this.length === 0) return;
-    const k = keep(Tensor.empty(this.k.shape));
-    const v = keep(Tensor.empty(this.v.shape));
+    const Tn = this.length - from;
+    if (Tn === 0) return;
     const w = hs % 4 === 0 ? 4 : 1;
-    const n = (B * NKV * this.length * hs) / w;
-    const p = [0, 0, 0, 0, NKV].concat(new Array(7).fill(0), [n, (this.length * hs) / w, (maxT * hs) / w, 0]);
+    const n = (B * NKV * Tn * hs) / w;
+    // Whole cache: gather into new buffers of the cache's shape. A suffix: gather it into a compact
+    // [B, NKV, Tn, hs] copy, then write that back in place.
+    const whole = from === 0;
+    const shape = whole ? this.k.shape : [B, NKV, Tn, hs];
+    const k = keep(Tensor.empty(shape));
+    const v = keep(Tensor.empty(shape));
+    const rowUnits = (Tn * hs) / w;
+    const p = [0, 0, 0, 0, NKV].concat(new Array(7).fill(0), [n, rowUnits, (maxT * hs) / w, (from * hs) / w, 0, 0, 0, whole ? (maxT * hs) / w : rowUnits]);
     run({
       shader: SHADER, entry: w === 4 ? 'cache_reorder4' : 'cache_reorder', label: 'kv_cache_reorder', params: p,
       buffers: { 11: beamIdx.buffer, ...(w === 4 ? { 16: this.k.buffer, 17: this.v.buffer, 18: k.buffer, 19: v.buffer } : { 12: this.k.buffer, 13: this.v.buffer, 14: k.buffer, 15: v.buffer }) },
       workgroups: [gridFor(n)],
     });
-    this.k.dispose();
-    this.v.dispose();
-    this.k = k;
-    this.v = v;
+    if (whole) {
+      this.k.dispose();
+      this.v.dispose();
+      this.k = k;
+      this.v = v;
+    } else {
+      this.copyIn(k, v, from);
+      k.dispose();
+      v.dispose();
+    }
   }
 
   /** attention(q, k, v) over the filled positions; q's rows are the last ones (qOffset = length − T). */

@@ -268,4 +268,38 @@ describe('KV cache', () => {
         cache.dispose();
       }
     });
+
+  for (const width of [8, 5])
+    it(`reorder from a shared prefix copies only the positions after it (hs=${width})`, async () => {
+      const w = width;
+      const [L, from, cap] = [7, 3, 10];
+      const kk = randData(B * NKV * L * w, 93);
+      const vv = randData(B * NKV * L * w, 94);
+      const cache = new KVCache(B, NKV, cap, w);
+      try {
+        tidy(() => cache.append(tensor(kk, [B, NKV, L, w]), tensor(vv, [B, NKV, L, w])));
+        const beams = [1, 2, 1];
+        tidy(() => cache.reorder(tensor(beams, [B], 'i32'), from));
+        expect(cache.length).toBe(L);
+        const [gk, gv] = [await cache.k.toArray(), await cache.v.toArray()];
+        // Row b keeps its own positions [0, from) and takes [from, L) from row beams[b].
+        const want = (x: Float32Array, b: number, h: number, t: number) => x[(((t < from ? b : beams[b]) * NKV + h) * L + t) * w];
+        const bad: string[] = [];
+        for (let b = 0; b < B; b++)
+          for (let h = 0; h < NKV; h++)
+            for (let t = 0; t < L; t++) {
+              const at = ((b * NKV + h) * cap + t) * w;
+              if (gk[at] !== want(kk, b, h, t) || gv[at] !== want(vv, b, h, t)) bad.push(`b${b} h${h} t${t}`);
+            }
+        if (bad.length) console.log(`reorder from ${from}: first mismatches ${bad.slice(0, 5).join(', ')}`);
+        expect(bad).toEqual([]);
+        const idx = tensor([0, 0, 0], [B], 'i32');
+        expect(() => cache.reorder(idx, L + 1)).toThrow(/from 8 outside \[0, 7\]/);
+        cache.reorder(idx, L); // nothing after the prefix: a no-op
+        expect(Array.from(await cache.k.toArray())).toEqual(Array.from(gk));
+        idx.dispose();
+      } finally {
+        cache.dispose();
+      }
+    });
 });

@@ -44,6 +44,13 @@ struct Params {
   causal: u32,   // 1: query row i sees keys j ≤ q_off + i only
   want_dq: u32,  // bwd_dq: 1 computes dq, 0 only D (q needs no gradient)
   cdst: u32,     // reorder: units per destination head (cstride into a new cache, crow into a compact copy)
+  // fwd_split only: general row and key addressing, for beam search's shared prompt (see attention.ts)
+  kvb: u32,      // kv heads per batch index in k/v (NKV; K·NKV when batch b reads beam row b·K)
+  k0: u32,       // keys start at row k0 of each head (and of the mask)
+  qsb: u32,      // query row of (batch b, head h, row i) = b·qsb + h·qsh + i·qsi (also O's and ld's row)
+  qsh: u32,
+  qsi: u32,
+  prev: u32,     // 1: merge in an earlier pass over other keys: O at o4 (binding 6), m, log l at ld_in
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -236,26 +243,34 @@ fn fwd(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid:
   store_rows(bh, i0, inv);
 }
 
+// Row (in q, O and ld) of query row x of fwd_split's group for kv head kvh of batch b: query head
+// kvh·G + x / T, position x % T.
+fn split_row(b: u32, kvh: u32, x: u32) -> u32 {
+  return b * p.qsb + (kvh * p.g + x / p.t) * p.qsh + (x % p.t) * p.qsi;
+}
+
 // Forward for a few query rows against many keys (decoding with a KV cache). A workgroup takes up to
 // RPL of the G·T query rows that share one kv head (the G query heads of a group × the T new
 // positions), so each streamed key row serves all of them; its SPLIT invocations split the keys
 // (invocation t takes keys t, t + SPLIT, ...), each with its own online softmax, and the partial
 // (m, l, acc) are merged in a fixed order. Grid [ceil(G·T / RPL), B·NKV].
+// Beam search runs it twice per step (attentionSharedPrefix): once over the prompt, with a prompt's
+// beams as the "positions" of one batch entry (qsb/qsh/qsi, kvb) so each prompt key is read once for
+// all of them, and once over each beam's own generated keys (k0), merging the first pass (prev).
 @compute @workgroup_size(SPLIT)
 fn fwd_split(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let t = lid.x;
   let bkv = wid.y;
   let b = bkv / p.nkv;
-  let kbase = bkv * p.ks * HS;
+  let kvh = bkv % p.nkv;
+  let kbase = ((b * p.kvb + kvh) * p.ks + p.k0) * HS;
   let x0 = wid.x * RPL;
   let nx = p.g * p.t;
   // Row r is query row i = x % T of query head hh = x / T of the group, x = min(x0 + r, nx − 1).
   for (var x = 0u; x < RPL * p.hs4; x++) {
     let r = x / p.hs4;
     let d = x % p.hs4;
-    let xr = min(x0 + r, nx - 1u);
-    let bh = b * p.nh + (bkv % p.nkv) * p.g + xr / p.t;
-    qr[r * HS4 + d] = ld_q((bh * p.t + xr % p.t) * HS, d) * p.scale;
+    qr[r * HS4 + d] = ld_q(split_row(b, kvh, min(x0 + r, nx - 1u)) * HS, d) * p.scale;
     acc[r * HS4 + d] = vec4<f32>(0.0);
   }
   var ms: array<f32, MAX_RPL>;
@@ -276,7 +291,7 @@ fn fwd_split(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
       var dot = vec4<f32>(0.0);
       for (var d = 0u; d < nch(); d++) { dot = fma(qr[r * HS4 + d], kv[d], dot); }
       let i = min(x0 + r, nx - 1u) % p.t;
-      let s = select(LOWEST, hsum(dot) + mask_at(b, i, j), j < lims[r]);
+      let s = select(LOWEST, hsum(dot) + mask_at(b, i, p.k0 + j), j < lims[r]);
       sc[r] = s;
       if (s > ms[r]) {
         let alpha = exp(ms[r] - s);
@@ -309,8 +324,17 @@ fn fwd_split(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     let e = x % w;
     let xr = x0 + r;
     if (xr < nx && e < HS) {
+      let o = split_row(b, kvh, xr);
       var mx = LOWEST;
       for (var u = 0u; u < SPLIT; u++) { mx = max(mx, wm[u * RPL + r]); }
+      // An earlier pass's row (O normalised, l = exp(log l); none when it admitted no key).
+      var m1 = LOWEST;
+      var l1 = 0.0;
+      if (p.prev != 0u && ld_in[o] < BIG) {
+        m1 = ld_in[o];
+        l1 = exp(ld_in[p.nrows + o]);
+        mx = max(mx, m1);
+      }
       var lt = 0.0;
       var a = 0.0;
       for (var u = 0u; u < SPLIT; u++) {
@@ -318,7 +342,12 @@ fn fwd_split(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
         lt += wl[u * RPL + r] * f;
         a += wo[(u * RPL + r) * HS4 + e / 4u][e % 4u] * f;
       }
-      let o = (b * p.nh + (bkv % p.nkv) * p.g + xr / p.t) * p.t + xr % p.t;
+      if (l1 > 0.0) {
+        let f = l1 * exp(m1 - mx);
+        let ie = o * HS + e;
+        lt += f;
+        a += o4[ie / 4u][ie % 4u] * f;
+      }
       out[o * HS + e] = a * select(0.0, 1.0 / lt, lt > 0.0);
       if (e == 0u) { store_lse(o, mx, lt); }
     }

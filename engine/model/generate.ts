@@ -288,6 +288,7 @@ async function beamSearchImpl(model: LlamaForCausalLM, prompts: readonly (readon
         const expanded = cache.select(src);
         cache.dispose();
         cache = expanded;
+        cache.sharePrefix(K, T); // a prompt's K rows: its T positions, read once per prompt by attention
       } else {
         // Every row's source is a beam of the same prompt, so the T prompt positions already agree.
         const idx = tensor(src, [R], 'i32');

@@ -185,6 +185,10 @@ export class LlamaCache {
   get maxT(): number {
     return this.layers[0]?.maxT ?? 0;
   }
+  /** Rows in groups of `group` hold the same first `length` positions (KVCache.sharePrefix). */
+  sharePrefix(group: number, length: number): void {
+    for (const c of this.layers) c.sharePrefix(group, length);
+  }
   /** Beam search: row b continues from row beamIdx[b] (i32 [B]); positions before `from` are shared (KVCache.reorder). */
   reorder(beamIdx: Tensor, from = 0): void {
     for (const c of this.layers) c.reorder(beamIdx, from);

@@ -42,6 +42,8 @@ export const ATTENTION_TUNING = {
   unrollMaxHeadSize: 32,
   /** Forces a forward kernel ('auto' picks by T). */
   kernel: 'auto' as 'auto' | 'rows' | 'split',
+  /** KVCache.attend reads a shared prompt once per group of rows (KVCache.sharePrefix); off: per row. */
+  sharedPrefix: true,
 };
 
 export interface AttentionOptions {
@@ -105,11 +107,30 @@ function geometry(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions, op: stri
   return { B, NH, NKV, G: NH / NKV, T, Tk, KS, hs, scale, causal, qOff, mask: o.mask, maskStrides };
 }
 
-function params(g: Geometry, wantDq = false): number[] {
+/**
+ * fwd_split's addressing: batch b's kv head h is head b·kvb + h of k/v, its keys start at row k0,
+ * and query row (b, head h, position i) is row b·qsb + h·qsh + i·qsi of q, O and ld; `prev` merges
+ * in an earlier pass's rows. The default is attention's own [B, NH, T, hs] layout.
+ */
+interface SplitAddressing {
+  kvb: number;
+  k0: number;
+  qsb: number;
+  qsh: number;
+  qsi: number;
+  prev: boolean;
+}
+
+function ownLayout(g: Geometry): SplitAddressing {
+  return { kvb: g.NKV, k0: 0, qsb: g.NH * g.T, qsh: g.T, qsi: 1, prev: false };
+}
+
+function params(g: Geometry, wantDq = false, a: SplitAddressing = ownLayout(g)): number[] {
   const [msb, mst, msk] = g.maskStrides;
   return [
     g.T, g.Tk, g.KS, g.NH, g.NKV, g.G, g.qOff, f32bits(g.scale), msb, mst, msk, g.B * g.NH * g.T,
     0, 0, 0, 0, Math.ceil(g.hs / 4), g.causal ? 1 : 0, wantDq ? 1 : 0,
+    0, a.kvb, a.k0, a.qsb, a.qsh, a.qsi, a.prev ? 1 : 0,
   ];
 }
 
@@ -138,17 +159,10 @@ function forward(q: Tensor, k: Tensor, v: Tensor, g: Geometry): { out: Tensor; l
   const out = Tensor.empty([g.B, g.NH, g.T, g.hs]);
   const ld = Tensor.empty([3, g.B * g.NH * g.T]);
   if (out.size === 0) return { out, ld };
-  const buffers = { 1: q.buffer, 2: k.buffer, 3: v.buffer, 4: (g.mask ?? q).buffer, 7: out.buffer, 8: ld.buffer };
   const split = tune.kernel === 'split' || (tune.kernel === 'auto' && g.T <= tune.splitMaxT);
-  if (split) {
-    // One workgroup per (batch, kv head, up to `rows` of its G·T query rows).
-    const rows = rowsPerInvocation(g.hs, Math.min(g.G * g.T, tune.rowsPerInvocation));
-    run({
-      shader: SHADER, entry: 'fwd_split', label: 'attention_fwd_split', buffers, params: params(g),
-      constants: { ...headConstants(g), SPLIT: splitWidth(g.hs, g.Tk, rows), RPL: rows },
-      workgroups: [Math.ceil((g.G * g.T) / rows), g.B * g.NKV],
-    });
-  } else {
+  if (split) splitPass(q, k, v, g, ownLayout(g), out, ld);
+  else {
+    const buffers = { 1: q.buffer, 2: k.buffer, 3: v.buffer, 4: (g.mask ?? q).buffer, 7: out.buffer, 8: ld.buffer };
     const rpl = rowsPerInvocation(g.hs, tune.rowsPerInvocation);
     run({
       shader: SHADER, entry: 'fwd', label: 'attention_fwd', buffers, params: params(g),
@@ -157,6 +171,52 @@ function forward(q: Tensor, k: Tensor, v: Tensor, g: Geometry): { out: Tensor; l
     });
   }
   return { out, ld };
+}
+
+/** One fwd_split dispatch: a workgroup per (batch, kv head, up to `rows` of its G·T query rows). */
+function splitPass(q: Tensor, k: Tensor, v: Tensor, g: Geometry, a: SplitAddressing, out: Tensor, ld: Tensor, prev?: { out: Tensor; ld: Tensor }): void {
+  const rows = rowsPerInvocation(g.hs, Math.min(g.G * g.T, ATTENTION_TUNING.rowsPerInvocation));
+  run({
+    shader: SHADER, entry: 'fwd_split', label: 'attention_fwd_split', params: params(g, false, { ...a, prev: prev !== undefined }),
+    // Bindings 6 and 9 are read only when merging an earlier pass; q stands in for them otherwise.
+    buffers: { 1: q.buffer, 2: k.buffer, 3: v.buffer, 4: (g.mask ?? q).buffer, 6: (prev?.out ?? q).buffer, 7: out.buffer, 8: ld.buffer, 9: (prev?.ld ?? q).buffer },
+    constants: { ...headConstants(g), SPLIT: splitWidth(g.hs, g.Tk, rows), RPL: rows },
+    workgroups: [Math.ceil((g.G * g.T) / rows), g.B * g.NKV],
+  });
+}
+
+/**
+ * Decoding attention for rows in groups of K (a prompt's beams) whose first P cache positions hold the
+ * same keys and values (the prompt): q [N·K, NH, 1, hs] against the first kvLength positions of
+ * k, v [N·K, NKV, KS, hs], all of them visible. Pass 1 reads the prompt once per group, from the group's
+ * first row, for the K·G query rows of each kv head together (GQA over beams); pass 2 reads each row's
+ * own positions [P, kvLength) and merges pass 1's rows by their log-sum-exp. Same result as
+ * attention(q, k, v, { kvLength, mask }) up to rounding; no gradient (decoding only).
+ */
+export function attentionSharedPrefix(q: Tensor, k: Tensor, v: Tensor, opts: { group: number; prefix: number; kvLength: number; mask?: Tensor; scale?: number }): Tensor {
+  const op = 'attentionSharedPrefix';
+  const { group: K, prefix: P, kvLength } = opts;
+  const g = geometry(q, k, v, { kvLength, causal: false, ...(opts.mask ? { mask: opts.mask } : {}), ...(opts.scale === undefined ? {} : { scale: opts.scale }) }, op);
+  if (g.T !== 1) throw new Error(`${op}: one query row per sequence (decoding), got q ${shapeStr(q.shape)}`);
+  if (!Number.isInteger(K) || K < 1 || g.B % K !== 0) throw new Error(`${op}: group ${K} does not divide the batch ${g.B}`);
+  if (!Number.isInteger(P) || P < 1 || P >= kvLength) throw new Error(`${op}: prefix ${P} outside [1, kvLength ${kvLength})`);
+  if (q.requiresGrad || k.requiresGrad || v.requiresGrad) throw new Error(`${op}: decoding only, no gradient (call it under noGrad)`);
+  const N = g.B / K;
+  const [msb, , msk] = g.maskStrides;
+  // Pass 1: batch n's "query rows" are its K beams (i), row (n·K + i, head h) of q.
+  const g1: Geometry = { ...g, B: N, T: K, Tk: P, maskStrides: [K * msb, msb, msk] };
+  const o1 = Tensor.empty(q.shape);
+  const ld1 = Tensor.empty([3, g.B * g.NH]);
+  splitPass(q, k, v, g1, { kvb: K * g.NKV, k0: 0, qsb: K * g.NH, qsh: 1, qsi: g.NH, prev: false }, o1, ld1);
+  // Pass 2: every row's own keys [P, kvLength), merged with pass 1.
+  const g2: Geometry = { ...g, Tk: kvLength - P };
+  const out = Tensor.empty(q.shape);
+  const ld = Tensor.empty([3, g.B * g.NH]);
+  splitPass(q, k, v, g2, { ...ownLayout(g2), k0: P }, out, ld, { out: o1, ld: ld1 });
+  o1.dispose();
+  ld1.dispose();
+  ld.dispose();
+  return out;
 }
 
 /**
@@ -222,6 +282,8 @@ export class KVCache {
   k: Tensor;
   v: Tensor;
   length = 0;
+  /** Rows in groups of `group` hold the same first `length` positions (sharePrefix), or null. */
+  shared: { group: number; length: number } | null = null;
 
   constructor(B: number, NKV: number, readonly maxT: number, hs: number) {
     this.k = keep(Tensor.empty([B, NKV, maxT, hs]));
@@ -273,6 +335,7 @@ export class KVCache {
     if (!Number.isInteger(from) || from < 0 || from > this.length) throw new Error(`KVCache.reorder: from ${from} outside [0, ${this.length}]`);
     const host = beamIdx.hostInts;
     if (host) for (const b of host) if (b < 0 || b >= B) throw new Error(`KVCache.reorder: beam index ${b} outside [0, ${B})`);
+    if (this.shared && from < this.shared.length) this.shared = null; // rows may now differ in the prefix
     const Tn = this.length - from;
     if (Tn === 0) return;
     const w = hs % 4 === 0 ? 4 : 1;
@@ -302,8 +365,24 @@ export class KVCache {
     }
   }
 
+  /**
+   * Declares that rows in consecutive groups of `group` (a prompt's beams) hold the same first
+   * `length` positions, so that attend reads them once per group; reorder from an earlier position
+   * withdraws it.
+   */
+  sharePrefix(group: number, length: number): void {
+    const B = this.k.shape[0];
+    if (!Number.isInteger(group) || group < 1 || B % group !== 0) throw new Error(`KVCache.sharePrefix: group ${group} does not divide the ${B} rows`);
+    if (!Number.isInteger(length) || length < 0 || length > this.length) throw new Error(`KVCache.sharePrefix: length ${length} outside [0, ${this.length}]`);
+    this.shared = { group, length };
+  }
+
   /** attention(q, k, v) over the filled positions; q's rows are the last ones (qOffset = length − T). */
   attend(q: Tensor, opts: Omit<AttentionOptions, 'kvLength'> = {}): Tensor {
+    const s = this.shared;
+    // One new position per row after a shared prompt: every cached key is visible, the prompt read once per group.
+    if (s && ATTENTION_TUNING.sharedPrefix && q.shape[2] === 1 && s.length > 0 && s.length < this.length && opts.qOffset === undefined && !q.requiresGrad)
+      return attentionSharedPrefix(q, this.k, this.v, { group: s.group, prefix: s.length, kvLength: this.length, ...(opts.mask ? { mask: opts.mask } : {}), ...(opts.scale === undefined ? {} : { scale: opts.scale }) });
     return attention(q, this.k, this.v, { ...opts, kvLength: this.length });
   }
 

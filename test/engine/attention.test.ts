@@ -303,3 +303,53 @@ describe('KV cache', () => {
       }
     });
 });
+
+describe('shared-prompt decoding (beam search: a prompt read once for its beams)', () => {
+  for (const hs of [8, 5])
+    it(`matches attention over each row's own cache: GQA, padding mask, prompt + generated keys (hs=${hs})`, async () => {
+      // N prompts × K beams; rows of a prompt share positions [0, P) and differ after it.
+      const [N, K, NH, NKV, P, L, cap] = [2, 3, 4, 2, 7, 10, 12];
+      const B = N * K;
+      const kk = randData(B * NKV * L * hs, 101);
+      const vv = randData(B * NKV * L * hs, 102);
+      for (let b = 0; b < B; b++) {
+        const src = b - (b % K); // the prompt's first row
+        for (let h = 0; h < NKV; h++)
+          for (let t = 0; t < P; t++)
+            for (let e = 0; e < hs; e++) {
+              const to = ((b * NKV + h) * L + t) * hs + e;
+              const from = ((src * NKV + h) * L + t) * hs + e;
+              kk[to] = kk[from];
+              vv[to] = vv[from];
+            }
+      }
+      // Prompt 1 is left-padded by 2 positions (the same for its beams).
+      const maskData = Float32Array.from({ length: B * L }, (_, i) => (Math.floor(i / L) >= K && i % L < 2 ? -1e30 : 0));
+      const q = randData(B * NH * hs, 103);
+      const cache = new KVCache(B, NKV, cap, hs);
+      try {
+        tidy(() => cache.append(tensor(kk, [B, NKV, L, hs]), tensor(vv, [B, NKV, L, hs])));
+        const want = R.attention(nd(q, [B, NH, 1, hs]), nd(kk, [B, NKV, L, hs]), nd(vv, [B, NKV, L, hs]), { mask: nd(maskData, [B, 1, 1, L]) }).data;
+        const run = () => tidy(() => cache.attend(tensor(q, [B, NH, 1, hs]), { mask: tensor(maskData, [B, 1, 1, L]) }));
+        const plain = run();
+        cache.sharePrefix(K, P);
+        const shared = run();
+        const [a, s] = [await plain.toArray(), await shared.toArray()];
+        plain.dispose();
+        shared.dispose();
+        expectClose(a, want, { atol: 2e-6, rtol: 1e-5, name: 'per-row attention' });
+        expectClose(s, want, { atol: 2e-6, rtol: 1e-5, name: 'shared-prompt attention' });
+        // Reordering from inside the prompt withdraws the promise; from its end keeps it.
+        const idx = tensor([2, 0, 1, 5, 3, 4], [B], 'i32');
+        cache.reorder(idx, P);
+        expect(cache.shared).toEqual({ group: K, length: P });
+        cache.reorder(idx, P - 1);
+        expect(cache.shared).toBeNull();
+        idx.dispose();
+        expect(() => cache.sharePrefix(4, P)).toThrow(/group 4 does not divide the 6 rows/);
+        expect(() => cache.sharePrefix(K, L + 1)).toThrow(/length 11 outside \[0, 10\]/);
+      } finally {
+        cache.dispose();
+      }
+    });
+});

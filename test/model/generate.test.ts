@@ -2,6 +2,7 @@
 // wide beams equal exhaustive search, beams are distinct, and the allowedTokens hook (a SID trie) is obeyed.
 import { describe, expect, it } from 'vitest';
 import { logSoftmax, noGrad, reshape, tidy } from '../../engine/index.js';
+import { ATTENTION_TUNING } from '../../engine/ops/attention.js';
 import { LlamaForCausalLM, beamSearch, greedy, makeConfig, type LlamaLikeConfig } from '../../engine/model/index.js';
 import { SidTrie } from '../../ilrec/data/trie.js';
 import { expectClose, useDevice } from '../helpers.js';
@@ -161,6 +162,26 @@ describe('beam search', () => {
       expect(new Set(narrow.map((s) => s.tokens.join())).size).toBe(2);
       for (const s of narrow) expect(trie.itemOf(s.tokens)).toBeDefined();
     } finally {
+      model.dispose();
+    }
+  });
+});
+
+describe('beam search with the prompt read once per prompt', () => {
+  it('gives the beams and log-probs of per-row attention (prompts of different lengths)', async () => {
+    const model = makeModel(6);
+    const prompts = [[1, 2, 3, 4, 5, 6, 7], [9, 8], [20, 21, 22]];
+    const opts = { maxNewTokens: 5, numBeams: 5, eosTokenIds: [7] };
+    try {
+      const shared = await beamSearch(model, prompts, opts);
+      ATTENTION_TUNING.sharedPrefix = false;
+      const perRow = await beamSearch(model, prompts, opts);
+      for (let n = 0; n < prompts.length; n++) {
+        expect(shared[n].map((s) => s.tokens)).toEqual(perRow[n].map((s) => s.tokens));
+        expectClose(shared[n].map((s) => s.logProb), perRow[n].map((s) => s.logProb), { atol: 1e-5, rtol: 1e-5, name: `prompt ${n} log-probs` });
+      }
+    } finally {
+      ATTENTION_TUNING.sharedPrefix = true;
       model.dispose();
     }
   });

@@ -136,9 +136,21 @@ export const BOOTSTRAP_RESAMPLES = 2000;
 export function pairedBootstrap(
   ranksA: readonly number[], ranksB: readonly number[], metric: (rank: number) => number, seed = 0, resamples = BOOTSTRAP_RESAMPLES,
 ): PairedDifference {
+  return pairedBootstrapRuns(ranksA, [ranksB], metric, seed, resamples);
+}
+
+/**
+ * The same with B trained several times (seeds), each run ranking the same users: a user's difference
+ * is B's metric averaged over the runs minus A's, so the interval covers the test-user sampling of
+ * the seed-averaged model (not the spread between seeds, which the per-seed rows show).
+ */
+export function pairedBootstrapRuns(
+  ranksA: readonly number[], runsB: readonly (readonly number[])[], metric: (rank: number) => number, seed = 0, resamples = BOOTSTRAP_RESAMPLES,
+): PairedDifference {
   const n = ranksA.length;
-  if (n === 0 || ranksB.length !== n) throw new Error(`pairedBootstrap: ${n} and ${ranksB.length} ranks (need the same users, at least one)`);
-  const d = ranksA.map((r, i) => metric(ranksB[i]!) - metric(r));
+  if (n === 0 || runsB.length === 0 || runsB.some((r) => r.length !== n))
+    throw new Error(`pairedBootstrap: ${n} ranks against runs of ${runsB.map((r) => r.length).join(', ') || 'none'} (need the same users, at least one)`);
+  const d = ranksA.map((r, i) => runsB.reduce((s, rb) => s + metric(rb[i]!), 0) / runsB.length - metric(r));
   const mean = d.reduce((a, b) => a + b, 0) / n;
   const rng = new Rng(seed);
   const means = new Float64Array(resamples);

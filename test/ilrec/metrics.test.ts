@@ -12,6 +12,7 @@ import {
   ndcgAt,
   rankFromList,
   pairedBootstrap,
+  pairedBootstrapRuns,
   rankFromScores,
 } from '../../ilrec/eval/metrics.js';
 import { makeResultRecord, markdownHeader, markdownRow, writeResultJson } from '../../ilrec/eval/results.js';
@@ -154,5 +155,21 @@ describe('pairedBootstrap', () => {
     // Identical rankings: no difference and a zero-width interval.
     expect(pairedBootstrap(a, a, hit10, 2)).toEqual({ diff: 0, lo: 0, hi: 0 });
     expect(() => pairedBootstrap(a, b.slice(1), hit10)).toThrow(/same users/);
+  });
+
+  it('over several runs of B, differences are of the run-averaged metric per user', () => {
+    const a = [1, 3, 12, 2];
+    const runs = [[1, 11, 5, 2], [20, 1, 5, 2], [1, 1, 30, 2]];
+    const ndcg = (r: number) => (r <= 10 ? 1 / Math.log2(r + 1) : 0);
+    const res = pairedBootstrapRuns(a, runs, ndcg, 3);
+    let want = 0;
+    for (let u = 0; u < a.length; u++) want += runs.reduce((s, r) => s + ndcg(r[u]), 0) / runs.length - ndcg(a[u]);
+    expect(res.diff).toBeCloseTo(want / a.length, 12);
+    expect(res.lo).toBeLessThanOrEqual(res.diff);
+    expect(res.hi).toBeGreaterThanOrEqual(res.diff);
+    // One run is the plain paired bootstrap; identical runs change nothing.
+    expect(pairedBootstrapRuns(a, [runs[0]], ndcg, 3)).toEqual(pairedBootstrap(a, runs[0], ndcg, 3));
+    expect(pairedBootstrapRuns(a, [runs[1], runs[1]], ndcg, 3)).toEqual(pairedBootstrap(a, runs[1], ndcg, 3));
+    expect(() => pairedBootstrapRuns(a, [runs[0], [1, 2]], ndcg)).toThrow(/runs of 4, 2/);
   });
 });

@@ -1,0 +1,59 @@
+// Stability over seeds: reads several `npm run train` output directories (the same experiment with
+// different run.seed, the same test users) and prints a markdown table of each row's metrics per seed,
+// their mean and standard deviation, and the paired difference against a base row averaged over seeds.
+//   npx tsx scripts/seeds-table.ts --base sft runs/inst runs/inst-s1 runs/inst-s2
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { hitAt, ndcgAt, pairedBootstrapRuns } from '../ilrec/eval/metrics.js';
+
+const argv = await yargs(hideBin(process.argv))
+  .usage('$0 [--base sft] [--k 10] DIR...')
+  .option('base', { type: 'string', default: 'sft', describe: 'row the others are compared with' })
+  .option('k', { type: 'number', default: 10, describe: 'cut-off of the NDCG and HR columns' })
+  .demandCommand(1, 'give the run directories')
+  .strict().parse();
+const dirs = argv._.map(String);
+const k = argv.k;
+
+/** Row name → per-user test ranks (null: target not in the beams), for each run directory. */
+function ranksOf(dir: string): Map<string, number[]> {
+  const file = path.join(dir, 'results.json');
+  if (!fs.existsSync(file)) throw new Error(`${file}: no such file (not a finished run directory)`);
+  const rows = JSON.parse(fs.readFileSync(file, 'utf8')) as { name: string }[];
+  const out = new Map<string, number[]>();
+  for (const { name } of rows) {
+    const evalFile = path.join(dir, name, 'eval.json');
+    if (!fs.existsSync(evalFile)) continue; // sasrec keeps no per-user file
+    const e = JSON.parse(fs.readFileSync(evalFile, 'utf8')) as { ranks?: (number | null)[] };
+    if (!e.ranks) throw new Error(`${evalFile}: no per-user ranks`);
+    out.set(name, e.ranks.map((r) => r ?? Infinity));
+  }
+  return out;
+}
+
+const runs = dirs.map(ranksOf);
+const base = runs[0]!.get(argv.base);
+if (!base) throw new Error(`${dirs[0]}: no row ${argv.base}`);
+for (const [i, r] of runs.entries()) {
+  const b = r.get(argv.base);
+  if (!b || b.length !== base.length || b.some((x, u) => x !== base[u]))
+    throw new Error(`${dirs[i]}: its ${argv.base} row differs from ${dirs[0]}'s (the runs must share the base model and the test users)`);
+}
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sd = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+const metric = (ranks: number[], f: (r: number, k: number) => number) => mean(ranks.map((r) => f(r, k)));
+const fmt = (d: { diff: number; lo: number; hi: number }) => `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
+
+const names = [...new Set(runs.flatMap((r) => [...r.keys()]))];
+console.log(`| row | seeds | NDCG@${k} per seed | NDCG@${k} mean ± sd | HR@${k} per seed | HR@${k} mean ± sd | vs ${argv.base}, NDCG@${k} (95% paired) | vs ${argv.base}, HR@${k} (95% paired) |`);
+console.log('| --- | ---: | --- | --- | --- | --- | --- | --- |');
+for (const name of names) {
+  const have = runs.map((r) => r.get(name)).filter((x): x is number[] => x !== undefined);
+  const nd = have.map((r) => metric(r, ndcgAt));
+  const hr = have.map((r) => metric(r, hitAt));
+  const vs = name === argv.base ? ['-', '-'] : [fmt(pairedBootstrapRuns(base, have, (r) => ndcgAt(r, k))), fmt(pairedBootstrapRuns(base, have, (r) => hitAt(r, k)))];
+  console.log(`| ${name} | ${have.length} | ${nd.map((x) => x.toFixed(4)).join(', ')} | ${mean(nd).toFixed(4)} ± ${sd(nd).toFixed(4)} | ${hr.map((x) => x.toFixed(4)).join(', ')} | ${mean(hr).toFixed(4)} ± ${sd(hr).toFixed(4)} | ${vs[0]} | ${vs[1]} |`);
+}
+console.log(`\n${base.length} test users; runs: ${dirs.join(', ')}`);

@@ -13,7 +13,7 @@ import { readSafetensorsFile } from '../engine/io/node.js';
 import { resolveConfig, type IlrecConfig } from '../ilrec/config.js';
 import { evaluateGenerative } from '../ilrec/eval/generative.js';
 import { generativeCases, itemCodesFromDataset, recData, subsetOf } from '../ilrec/train/examples.js';
-import { buildModel, loadDataset } from '../ilrec/train/pipeline.js';
+import { buildModel, loadDataset, maxSequenceTokens } from '../ilrec/train/pipeline.js';
 
 const argv = await yargs(hideBin(process.argv))
   .option('config', { type: 'string', default: 'configs/instruments.json', describe: 'experiment config (data, model, eval.beams)' })
@@ -28,7 +28,7 @@ const ds = loadDataset(cfg.data);
 const codes = itemCodesFromDataset(ds);
 const data = recData(ds, codes, cfg.data.maxHistory, cfg.data.windowStride);
 const cases = generativeCases(subsetOf(data.test, argv.users, 1), codes, cfg.data.maxHistory);
-const model = buildModel(cfg, codes.vocab.size, 1 + (cfg.data.maxHistory + 1) * codes.Lc);
+const model = buildModel(cfg, codes.vocab.size, maxSequenceTokens(cfg.data.maxHistory, codes.Lc));
 if (argv.model) loadStateDict(model, readSafetensorsFile(`${argv.model}/model.safetensors`).tensors);
 const meanPrompt = cases.reduce((s, c) => s + c.prompt.length, 0) / cases.length;
 console.log(`device: ${device().description}; ${ds.name}, ${cases.length} test users, mean prompt ${meanPrompt.toFixed(1)} tokens, ${cfg.eval.beams} beams, ${argv.model ?? 'random weights'}`);

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { hitAt, ndcgAt, pairedBootstrapRuns } from '../ilrec/eval/metrics.js';
+import { hitAt, metricsFromRanks, ndcgAt, pairedBootstrapRuns } from '../ilrec/eval/metrics.js';
 
 const argv = await yargs(hideBin(process.argv))
   .usage('$0 [--base sft] [--k 10] DIR...')
@@ -43,7 +43,6 @@ for (const [i, r] of runs.entries()) {
 }
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const sd = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
-const metric = (ranks: number[], f: (r: number, k: number) => number) => mean(ranks.map((r) => f(r, k)));
 const fmt = (d: { diff: number; lo: number; hi: number }) => `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
 
 const names = [...new Set(runs.flatMap((r) => [...r.keys()]))];
@@ -51,8 +50,9 @@ console.log(`| row | seeds | NDCG@${k} per seed | NDCG@${k} mean ± sd | HR@${k}
 console.log('| --- | ---: | --- | --- | --- | --- | --- | --- |');
 for (const name of names) {
   const have = runs.map((r) => r.get(name)).filter((x): x is number[] => x !== undefined);
-  const nd = have.map((r) => metric(r, ndcgAt));
-  const hr = have.map((r) => metric(r, hitAt));
+  const m = have.map((r) => metricsFromRanks(r, [k]));
+  const nd = m.map((x) => x[`NDCG@${k}`]!);
+  const hr = m.map((x) => x[`HR@${k}`]!);
   const vs = name === argv.base ? ['-', '-'] : [fmt(pairedBootstrapRuns(base, have, (r) => ndcgAt(r, k))), fmt(pairedBootstrapRuns(base, have, (r) => hitAt(r, k)))];
   console.log(`| ${name} | ${have.length} | ${nd.map((x) => x.toFixed(4)).join(', ')} | ${mean(nd).toFixed(4)} ± ${sd(nd).toFixed(4)} | ${hr.map((x) => x.toFixed(4)).join(', ')} | ${mean(hr).toFixed(4)} ± ${sd(hr).toFixed(4)} | ${vs[0]} | ${vs[1]} |`);
 }

@@ -109,8 +109,8 @@ function geometry(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions, op: stri
 
 /**
  * fwd_split's addressing: batch b's kv head h is head b·kvb + h of k/v, its keys start at row k0,
- * and query row (b, head h, position i) is row b·qsb + h·qsh + i·qsi of q, O and ld; `prev` merges
- * in an earlier pass's rows. The default is attention's own [B, NH, T, hs] layout.
+ * and query row (b, head h, position i) is row b·qsb + h·qsh + i·qsi of q, O and ld. The default
+ * is attention's own [B, NH, T, hs] layout.
  */
 interface SplitAddressing {
   kvb: number;
@@ -118,19 +118,19 @@ interface SplitAddressing {
   qsb: number;
   qsh: number;
   qsi: number;
-  prev: boolean;
 }
 
 function ownLayout(g: Geometry): SplitAddressing {
-  return { kvb: g.NKV, k0: 0, qsb: g.NH * g.T, qsh: g.T, qsi: 1, prev: false };
+  return { kvb: g.NKV, k0: 0, qsb: g.NH * g.T, qsh: g.T, qsi: 1 };
 }
 
-function params(g: Geometry, wantDq = false, a: SplitAddressing = ownLayout(g)): number[] {
+/** The kernels' uniforms; `prev`: fwd_split merges in an earlier pass's rows. */
+function params(g: Geometry, wantDq = false, a: SplitAddressing = ownLayout(g), prev = false): number[] {
   const [msb, mst, msk] = g.maskStrides;
   return [
     g.T, g.Tk, g.KS, g.NH, g.NKV, g.G, g.qOff, f32bits(g.scale), msb, mst, msk, g.B * g.NH * g.T,
     0, 0, 0, 0, Math.ceil(g.hs / 4), g.causal ? 1 : 0, wantDq ? 1 : 0,
-    0, a.kvb, a.k0, a.qsb, a.qsh, a.qsi, a.prev ? 1 : 0,
+    0, a.kvb, a.k0, a.qsb, a.qsh, a.qsi, prev ? 1 : 0,
   ];
 }
 
@@ -177,7 +177,7 @@ function forward(q: Tensor, k: Tensor, v: Tensor, g: Geometry): { out: Tensor; l
 function splitPass(q: Tensor, k: Tensor, v: Tensor, g: Geometry, a: SplitAddressing, out: Tensor, ld: Tensor, prev?: { out: Tensor; ld: Tensor }): void {
   const rows = rowsPerInvocation(g.hs, Math.min(g.G * g.T, ATTENTION_TUNING.rowsPerInvocation));
   run({
-    shader: SHADER, entry: 'fwd_split', label: 'attention_fwd_split', params: params(g, false, { ...a, prev: prev !== undefined }),
+    shader: SHADER, entry: 'fwd_split', label: 'attention_fwd_split', params: params(g, false, a, prev !== undefined),
     // Bindings 6 and 9 are read only when merging an earlier pass; q stands in for them otherwise.
     buffers: { 1: q.buffer, 2: k.buffer, 3: v.buffer, 4: (g.mask ?? q).buffer, 6: (prev?.out ?? q).buffer, 7: out.buffer, 8: ld.buffer, 9: (prev?.ld ?? q).buffer },
     constants: { ...headConstants(g), SPLIT: splitWidth(g.hs, g.Tk, rows), RPL: rows },
@@ -196,7 +196,7 @@ function splitPass(q: Tensor, k: Tensor, v: Tensor, g: Geometry, a: SplitAddress
 export function attentionSharedPrefix(q: Tensor, k: Tensor, v: Tensor, opts: { group: number; prefix: number; kvLength: number; mask?: Tensor; scale?: number }): Tensor {
   const op = 'attentionSharedPrefix';
   const { group: K, prefix: P, kvLength } = opts;
-  const g = geometry(q, k, v, { kvLength, causal: false, ...(opts.mask ? { mask: opts.mask } : {}), ...(opts.scale === undefined ? {} : { scale: opts.scale }) }, op);
+  const g = geometry(q, k, v, { kvLength, causal: false, mask: opts.mask, scale: opts.scale }, op);
   if (g.T !== 1) throw new Error(`${op}: one query row per sequence (decoding), got q ${shapeStr(q.shape)}`);
   if (!Number.isInteger(K) || K < 1 || g.B % K !== 0) throw new Error(`${op}: group ${K} does not divide the batch ${g.B}`);
   if (!Number.isInteger(P) || P < 1 || P >= kvLength) throw new Error(`${op}: prefix ${P} outside [1, kvLength ${kvLength})`);
@@ -207,7 +207,7 @@ export function attentionSharedPrefix(q: Tensor, k: Tensor, v: Tensor, opts: { g
   const g1: Geometry = { ...g, B: N, T: K, Tk: P, maskStrides: [K * msb, msb, msk] };
   const o1 = Tensor.empty(q.shape);
   const ld1 = Tensor.empty([3, g.B * g.NH]);
-  splitPass(q, k, v, g1, { kvb: K * g.NKV, k0: 0, qsb: K * g.NH, qsh: 1, qsi: g.NH, prev: false }, o1, ld1);
+  splitPass(q, k, v, g1, { kvb: K * g.NKV, k0: 0, qsb: K * g.NH, qsh: 1, qsi: g.NH }, o1, ld1);
   // Pass 2: every row's own keys [P, kvLength), merged with pass 1.
   const g2: Geometry = { ...g, Tk: kvLength - P };
   const out = Tensor.empty(q.shape);
@@ -382,7 +382,7 @@ export class KVCache {
     const s = this.shared;
     // One new position per row after a shared prompt: every cached key is visible, the prompt read once per group.
     if (s && ATTENTION_TUNING.sharedPrefix && q.shape[2] === 1 && s.length > 0 && s.length < this.length && opts.qOffset === undefined && !q.requiresGrad)
-      return attentionSharedPrefix(q, this.k, this.v, { group: s.group, prefix: s.length, kvLength: this.length, ...(opts.mask ? { mask: opts.mask } : {}), ...(opts.scale === undefined ? {} : { scale: opts.scale }) });
+      return attentionSharedPrefix(q, this.k, this.v, { group: s.group, prefix: s.length, kvLength: this.length, mask: opts.mask, scale: opts.scale });
     return attention(q, this.k, this.v, { ...opts, kvLength: this.length });
   }
 

@@ -51,6 +51,11 @@ export function loadDataset(d: Pick<DataConfig, 'source' | 'dataset' | 'maxUsers
   return ds;
 }
 
+/** Longest token sequence a model sees: BOS, then up to maxHistory history items and the target, Lc tokens each. */
+export function maxSequenceTokens(maxHistory: number, Lc: number): number {
+  return 1 + (maxHistory + 1) * Lc;
+}
+
 /** A scratch Llama over the SID vocabulary, or a HF directory whose vocabulary is that one. */
 export function buildModel(cfg: IlrecConfig, vocabSize: number, maxTokens: number): LlamaForCausalLM {
   const m = cfg.model;
@@ -122,7 +127,7 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
   record('sasrec', cfMetrics, { model: cfg.cf }, tCf);
   log(`sasrec: ${fmtMetrics(cfMetrics)}`);
 
-  const maxTokens = 1 + (cfg.data.maxHistory + 1) * codes.Lc;
+  const maxTokens = maxSequenceTokens(cfg.data.maxHistory, codes.Lc);
   const evaluate = async (model: LlamaForCausalLM, samples: typeof testSamples) =>
     evaluateGenerative(model, generativeCases(samples, codes, cfg.data.maxHistory), codes.trie, {
       beams: cfg.eval.beams, ks: cfg.eval.ks, promptsPerCall: cfg.eval.promptsPerCall,

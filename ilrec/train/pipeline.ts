@@ -78,12 +78,21 @@ export function variantName(stage: Stage, ablation: Ablation = 'none'): string {
   return stage === 'ilrec' && ablation !== 'none' ? `ilrec-${ablation}` : stage;
 }
 
-export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): Promise<ExperimentResult> {
-  const log = opts.log ?? ((s: string) => console.log(s));
-  const started = performance.now();
-  fs.mkdirSync(opts.out, { recursive: true });
-  writeJson(path.join(opts.out, 'config.json'), cfg);
+/** What every stage of a run shares: the dataset, its SIDs and split, the evaluation users and the evaluator. */
+export interface PreparedRun {
+  ds: Dataset;
+  stats: DatasetStats;
+  codes: RecData['codes'];
+  data: RecData;
+  /** The fixed test (and validation) users: the same for every seed and every row. */
+  testSamples: RecData['test'];
+  validSamples: RecData['valid'];
+  maxTokens: number;
+  /** Constrained beam search over the item trie, full ranking (ILREC.md §1). */
+  evaluate: (model: LlamaForCausalLM, samples: RecData['test']) => ReturnType<typeof evaluateGenerative>;
+}
 
+export function prepareRun(cfg: IlrecConfig, log: (line: string) => void = () => {}): PreparedRun {
   const ds = loadDataset(cfg.data);
   const stats = datasetStats(ds);
   log(`${ds.name}: ${stats.users} users, ${stats.items} items, ${stats.interactions} interactions`);
@@ -92,6 +101,21 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
   log(`codes: ${codes.Lc} tokens per item, vocabulary ${codes.vocab.size}; ${data.windows.length} training windows, ${data.samples.length} training targets`);
   const testSamples = subsetOf(data.test, cfg.eval.testUsers, EVAL_SUBSET_SEED);
   const validSamples = cfg.eval.validUsers > 0 ? subsetOf(data.valid, cfg.eval.validUsers, EVAL_SUBSET_SEED) : [];
+  const maxTokens = maxSequenceTokens(cfg.data.maxHistory, codes.Lc);
+  const evaluate = (model: LlamaForCausalLM, samples: RecData['test']) =>
+    evaluateGenerative(model, generativeCases(samples, codes, cfg.data.maxHistory), codes.trie, {
+      beams: cfg.eval.beams, ks: cfg.eval.ks, promptsPerCall: cfg.eval.promptsPerCall,
+    });
+  return { ds, stats, codes, data, testSamples, validSamples, maxTokens, evaluate };
+}
+
+export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): Promise<ExperimentResult> {
+  const log = opts.log ?? ((s: string) => console.log(s));
+  const started = performance.now();
+  fs.mkdirSync(opts.out, { recursive: true });
+  writeJson(path.join(opts.out, 'config.json'), cfg);
+
+  const { ds, stats, codes, data, testSamples, validSamples, maxTokens, evaluate } = prepareRun(cfg, log);
   const nItems = ds.items.length;
   const rows: ResultRecord[] = [];
   const curves: Record<string, StepLog[]> = {};
@@ -126,13 +150,6 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
   ranksOf.set('sasrec', cfRanks);
   record('sasrec', cfMetrics, { model: cfg.cf }, tCf);
   log(`sasrec: ${fmtMetrics(cfMetrics)}`);
-
-  const maxTokens = maxSequenceTokens(cfg.data.maxHistory, codes.Lc);
-  const evaluate = async (model: LlamaForCausalLM, samples: typeof testSamples) =>
-    evaluateGenerative(model, generativeCases(samples, codes, cfg.data.maxHistory), codes.trie, {
-      beams: cfg.eval.beams, ks: cfg.eval.ks, promptsPerCall: cfg.eval.promptsPerCall,
-    });
-
 
   // SFT: from scratch (or the HF start), then the shared start of every preference stage.
   const sftDir = path.join(opts.out, 'sft', 'model');
@@ -271,7 +288,8 @@ async function copyWeights(from: LlamaForCausalLM, to: LlamaForCausalLM): Promis
   loadStateDict(to, weights, { strict: true });
 }
 
-function loadInto(model: LlamaForCausalLM, dir: string): void {
+/** Loads a saved model directory (model.safetensors) into a model of the same architecture. */
+export function loadInto(model: LlamaForCausalLM, dir: string): void {
   loadStateDict(model, readSafetensorsFile(path.join(dir, 'model.safetensors')).tensors, { strict: true });
 }
 

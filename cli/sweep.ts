@@ -1,0 +1,144 @@
+// `npm run sweep`: chooses ILRec's loss weights on validation users, never on test users. Each trial
+// is one ILRec stage from the same SFT model (a finished `npm run train` run's sft/model and
+// cf/sasrec.safetensors), evaluated on the validation split; the table ranks the trials by validation
+// NDCG@10 with paired-bootstrap differences against the SFT start on the same users.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { initNode } from '../engine/node/index.js';
+import { SASRec } from '../ilrec/cf/sasrec.js';
+import { RewardTable } from '../ilrec/cf/rewards.js';
+import { ablated, type IlrecConfig } from '../ilrec/config.js';
+import { hitAt, ndcgAt, pairedBootstrap, type MetricValues } from '../ilrec/eval/metrics.js';
+import { writeFileAtomic } from '../engine/io/node.js';
+import { buildModel, loadInto, prepareRun } from '../ilrec/train/pipeline.js';
+import { runIlrec } from '../ilrec/train/stages.js';
+import { addIlrecOptions, ilrecFromArgs } from './ilrec-options.js';
+
+interface TrialResult {
+  name: string;
+  set: Record<string, unknown>;
+  metrics: MetricValues;
+  users: number;
+  /** Per-user validation ranks (null: the target was not among the beams). */
+  ranks: (number | null)[];
+  trainSeconds: number;
+}
+
+/** "alpha1:ilrec.loss.alpha=1,ilrec.loss.b=0.05" → name and --set strings. */
+function parseTrial(spec: string): { name: string; sets: string[] } {
+  const colon = spec.indexOf(':');
+  if (colon < 1) throw new Error(`--trial ${spec}: expected NAME:path=value[,path=value...] (NAME: only letters, digits, - and _)`);
+  const name = spec.slice(0, colon);
+  if (!/^[\w-]+$/.test(name)) throw new Error(`--trial ${spec}: the name ${name} may hold only letters, digits, - and _`);
+  const sets = spec.slice(colon + 1).split(',').filter(Boolean);
+  for (const s of sets) if (s.indexOf('=') < 1) throw new Error(`--trial ${spec}: ${s} is not path=value`);
+  return { name, sets };
+}
+
+async function main(): Promise<void> {
+  const argv = await addIlrecOptions(
+    yargs(hideBin(process.argv))
+      .scriptName('npm run sweep --')
+      .usage('$0 --from RUN --out DIR --trial NAME:path=value[,...] ...\n\nTrains one ILRec stage per trial from RUN/sft/model and ranks the trials on validation users.')
+      .option('from', { type: 'string', demandOption: true, describe: 'a finished run directory with sft/model and cf/sasrec.safetensors (its config.json is the base config)' })
+      .option('out', { type: 'string', demandOption: true, describe: 'sweep directory: one folder per trial (checkpoint, valid.json) and sweep.md' })
+      .option('data', { type: 'string', describe: 'LC-Rec data directory (default: the one in the run config)' })
+      .option('trial', { type: 'string', array: true, demandOption: true, describe: 'NAME:path=value[,path=value...] — config overrides of one trial, e.g. a1:ilrec.loss.alpha=1; NAME:  alone is the base config' }),
+  )
+    .strict()
+    .help()
+    .parse();
+  const trials = (argv.trial as string[]).map(parseTrial);
+  const names = new Set<string>();
+  for (const t of trials) {
+    if (names.has(t.name)) throw new Error(`--trial ${t.name}: named twice`);
+    names.add(t.name);
+  }
+  const baseArgs = { ...(argv as Record<string, unknown>), config: argv['config'] ?? path.join(argv.from, 'config.json') };
+  const { config: base } = ilrecFromArgs(baseArgs, argv.data);
+  if (base.eval.validUsers <= 0) throw new Error('eval.validUsers is 0: a sweep needs validation users (--valid-users N)');
+  const device = await initNode();
+  console.log(`device: ${device.description}; ${trials.length} trials from ${argv.from}; output ${argv.out}`);
+  fs.mkdirSync(argv.out, { recursive: true });
+
+  const run = prepareRun(base, (l) => console.log(l));
+  const valid = run.validSamples;
+  const sftDir = path.join(argv.from, 'sft', 'model');
+  const cfFile = path.join(argv.from, 'cf', 'sasrec.safetensors');
+  for (const f of [path.join(sftDir, 'model.safetensors'), cfFile]) if (!fs.existsSync(f)) throw new Error(`--from ${argv.from}: missing ${f}`);
+  const cf = SASRec.load(cfFile);
+  cf.eval();
+
+  // The SFT start on the same validation users: the reference of every paired difference.
+  const sftResult = await cached(path.join(argv.out, 'sft', 'valid.json'), valid.length, async () => {
+    const model = buildModel(base, run.codes.vocab.size, run.maxTokens);
+    loadInto(model, sftDir);
+    const res = await run.evaluate(model, valid);
+    model.dispose();
+    return { name: 'sft', set: {}, metrics: res.metrics, users: valid.length, ranks: res.ranks.map(nullIfMissed), trainSeconds: 0 };
+  });
+  console.log(`sft: valid ${fmt(sftResult.metrics)}`);
+
+  const results: TrialResult[] = [];
+  for (const t of trials) {
+    const { config: cfg } = ilrecFromArgs({ ...baseArgs, set: [...((argv['set'] as string[] | undefined) ?? []), ...t.sets] }, argv.data);
+    const dir = path.join(argv.out, t.name);
+    const r = await cached(path.join(dir, 'valid.json'), valid.length, async () => {
+      const model = buildModel(cfg, run.codes.vocab.size, run.maxTokens);
+      loadInto(model, sftDir);
+      const needsCf = ablated(cfg.ilrec).loss.b !== 0;
+      const res = await runIlrec(model, run.data, cfg, needsCf ? cf : null, needsCf ? new RewardTable(run.codes.tokens) : null, run.ds.sequences, {
+        checkpoint: path.join(dir, 'state.safetensors'), resume: true, progress: 'off',
+      });
+      const ev = await run.evaluate(model, valid);
+      model.dispose();
+      return { name: t.name, set: Object.fromEntries(t.sets.map((s) => [s.slice(0, s.indexOf('=')), s.slice(s.indexOf('=') + 1)])), metrics: ev.metrics, users: valid.length, ranks: ev.ranks.map(nullIfMissed), trainSeconds: res.seconds };
+    });
+    console.log(`${t.name}: valid ${fmt(r.metrics)}`);
+    results.push(r);
+    writeReport(argv.out, base, sftResult, results);
+  }
+  cf.dispose();
+  console.log(`report: ${path.join(argv.out, 'sweep.md')}`);
+}
+
+/** A trial's saved result when it covers the same number of users; otherwise runs it and saves it. */
+async function cached(file: string, users: number, compute: () => Promise<TrialResult>): Promise<TrialResult> {
+  if (fs.existsSync(file)) {
+    const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as TrialResult;
+    if (saved.users === users) return saved;
+  }
+  const r = await compute();
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeFileAtomic(file, [new TextEncoder().encode(JSON.stringify(r) + '\n')]);
+  return r;
+}
+
+const nullIfMissed = (r: number) => (Number.isFinite(r) ? r : null);
+const ranksOf = (r: TrialResult) => r.ranks.map((x) => x ?? Infinity);
+const fmt = (m: MetricValues) => ['NDCG@10', 'HR@10'].map((k) => `${k} ${m[k]?.toFixed(4)}`).join(', ');
+
+function writeReport(out: string, base: IlrecConfig, sft: TrialResult, results: TrialResult[]): void {
+  const signed = (d: { diff: number; lo: number; hi: number }) => `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
+  const a = ranksOf(sft);
+  const rows = [...results].sort((x, y) => (y.metrics['NDCG@10'] ?? 0) - (x.metrics['NDCG@10'] ?? 0)).map((r) => {
+    const b = ranksOf(r);
+    const overrides = Object.entries(r.set).map(([k, v]) => `${k}=${v}`).join(', ') || '(base)';
+    return `| ${r.name} | ${overrides} | ${r.metrics['NDCG@10']!.toFixed(4)} | ${r.metrics['HR@10']!.toFixed(4)} | ${signed(pairedBootstrap(a, b, (x) => ndcgAt(x, 10)))} | ${signed(pairedBootstrap(a, b, (x) => hitAt(x, 10)))} | ${r.trainSeconds.toFixed(0)} |`;
+  });
+  const md = [
+    `# ILRec sweep on validation users (${sft.users} users, ${base.data.dataset})`, '',
+    `SFT start: NDCG@10 ${sft.metrics['NDCG@10']!.toFixed(4)}, HR@10 ${sft.metrics['HR@10']!.toFixed(4)}. Base loss: ${JSON.stringify(base.ilrec.loss)}, layers below last ${JSON.stringify(base.ilrec.layersBelowLast)}; budget ${base.pref.epochs} epochs at lr ${base.pref.lr}.`, '',
+    '| trial | overrides | NDCG@10 | HR@10 | ΔNDCG@10 vs sft [95%] | ΔHR@10 vs sft [95%] | train s |',
+    '|---|---|---|---|---|---|---|',
+    ...rows, '',
+  ].join('\n');
+  writeFileAtomic(path.join(out, 'sweep.md'), [new TextEncoder().encode(md)]);
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

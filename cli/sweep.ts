@@ -32,7 +32,7 @@ function parseTrial(spec: string): { name: string; sets: string[] } {
   if (colon < 1) throw new Error(`--trial ${spec}: expected NAME:path=value[,path=value...] (NAME: only letters, digits, - and _)`);
   const name = spec.slice(0, colon);
   if (!/^[\w-]+$/.test(name)) throw new Error(`--trial ${spec}: the name ${name} may hold only letters, digits, - and _`);
-  const sets = spec.slice(colon + 1).split(',').filter(Boolean);
+  const sets = spec.slice(colon + 1).split(/,(?![^[]*\])/).filter(Boolean); // commas inside [..] belong to a JSON array
   for (const s of sets) if (s.indexOf('=') < 1) throw new Error(`--trial ${spec}: ${s} is not path=value`);
   return { name, sets };
 }

@@ -14,7 +14,7 @@ import { attention, tokenPreferenceLoss } from '../engine/index.js';
 import { TOKEN_LOSS_SHAPE, timeTokenLoss, tokenPreferenceComposite } from './ilrec.js';
 import { STEP_LC, STEP_SHAPE, stepTokens, timeTrainStep } from './ilrec-steps.js';
 import { errMsg } from './peers/common.js';
-import { installWebGPUShim, peers, type Peer, type PeerTiming, type TimeOpts } from './peers/index.js';
+import { installWebGPUShim, peerDeviceErrors, peers, type Peer, type PeerTiming, type TimeOpts } from './peers/index.js';
 
 interface Measure {
   ms: number;
@@ -22,6 +22,8 @@ interface Measure {
   gbps?: number;
   /** Tokens per second, for the decoder rows. */
   tokensPerSec?: number;
+  /** WebGPU errors the peer's device raised during the case: its timing is of rejected work. */
+  deviceErrors?: number;
 }
 
 interface Row extends Measure {
@@ -121,6 +123,7 @@ function measure(c: Case, t: PeerTiming): Measure {
 
 function fmt(m: Measure | undefined): string {
   if (!m) return '–';
+  if (m.deviceErrors) return `invalid (${m.deviceErrors} WebGPU errors; ${m.ms.toFixed(2)} ms)`;
   if (m.tokensPerSec !== undefined) return `${m.ms.toFixed(2)} ms (${m.tokensPerSec.toFixed(0)} tok/s)`;
   const rate = m.gflops !== undefined ? `${m.gflops.toFixed(1)} GFLOP/s` : m.gbps !== undefined ? `${m.gbps.toFixed(2)} GB/s` : `${(m.ms * 1000).toFixed(1)} µs`;
   return m.gflops !== undefined || m.gbps !== undefined ? `${m.ms.toFixed(2)} ms (${rate})` : rate;
@@ -170,14 +173,18 @@ async function main(): Promise<void> {
     for (const p of c.own ? [] : active) {
       if (c.skip?.includes(p.name) && p !== ours) continue;
       let t: PeerTiming | undefined;
+      const errorsBefore = peerDeviceErrors();
       try {
         t = await c.run(p, opts);
+        await new Promise((r) => setTimeout(r, 20)); // uncaptured errors arrive as events after the work
       } catch (e) {
         console.warn(`${p.name} ${c.name} ${c.shape}: ${errMsg(e)}`);
         continue;
       }
       if (!t) continue;
       const m = measure(c, t);
+      const errors = peerDeviceErrors() - errorsBefore;
+      if (errors > 0) m.deviceErrors = errors;
       if (p === ours) row = { name: c.name, shape: c.shape, ...m, peers: {} };
       else if (row) row.peers[p.name] = m;
     }
@@ -193,7 +200,7 @@ async function main(): Promise<void> {
     `|---|---|---|${names.map(() => '---|---').join('|')}|`,
     ...rows.map((r) => `| ${r.name} | ${r.shape} | ${fmt(r)} | ${names.map((n) => {
       const m = r.peers[n];
-      return `${fmt(m)} | ${m ? `${(m.ms / r.ms).toFixed(2)}×` : '–'}`;
+      return `${fmt(m)} | ${m && !m.deviceErrors ? `${(m.ms / r.ms).toFixed(2)}×` : '–'}`;
     }).join(' | ')} |`),
   ];
   console.log(`\n${lines.join('\n')}\n\n(ours/peer = peer time ÷ our time: above 1 means we are faster)`);

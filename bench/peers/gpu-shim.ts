@@ -4,6 +4,37 @@ import os from 'node:os';
 import { create, globals } from 'webgpu';
 
 let shared: GPU | null = null;
+let uncapturedErrors = 0;
+
+/**
+ * WebGPU errors the peers' devices raised and nobody captured so far (validation, out of memory).
+ * A timing taken while this count grew is of command buffers Dawn rejected: not a valid timing.
+ */
+export function peerDeviceErrors(): number {
+  return uncapturedErrors;
+}
+
+/** Counts the uncaptured errors of every device requested through `gpu` from now on. */
+function countDeviceErrors(gpu: GPU): void {
+  const requestAdapter = gpu.requestAdapter.bind(gpu);
+  Object.defineProperty(gpu, 'requestAdapter', {
+    configurable: true,
+    value: async (options?: GPURequestAdapterOptions) => {
+      const adapter = await requestAdapter(options);
+      if (!adapter) return adapter;
+      const requestDevice = adapter.requestDevice.bind(adapter);
+      Object.defineProperty(adapter, 'requestDevice', {
+        configurable: true,
+        value: async (desc?: GPUDeviceDescriptor) => {
+          const dev = await requestDevice(desc);
+          dev.addEventListener('uncapturederror', () => void uncapturedErrors++);
+          return dev;
+        },
+      });
+      return adapter;
+    },
+  });
+}
 
 /**
  * Install the shim (idempotent) and return the process-wide `GPU` object.
@@ -46,6 +77,7 @@ export function installWebGPUShim(gpuIn?: GPU): GPU {
   } else if (nav.gpu !== gpu) {
     Object.defineProperty(nav, 'gpu', { configurable: true, value: gpu });
   }
+  countDeviceErrors(gpu);
   shared = gpu;
   return gpu;
 }

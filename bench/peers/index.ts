@@ -34,7 +34,7 @@ export interface Peer {
 }
 
 export { TINY_OP_CHAIN } from './common.js';
-export { installWebGPUShim } from './gpu-shim.js';
+export { installWebGPUShim, peerDeviceErrors } from './gpu-shim.js';
 
 /** All peers. Importing this module loads no peer library; init() does, lazily. */
 export const peers: Peer[] = [tfjsWebGPU, tfjsWasm, jaxWebGPU];

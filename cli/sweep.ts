@@ -85,6 +85,8 @@ async function main(): Promise<void> {
   for (const t of trials) {
     const { config: cfg } = ilrecFromArgs({ ...baseArgs, set: [...((argv['set'] as string[] | undefined) ?? []), ...t.sets] }, argv.data);
     const dir = path.join(argv.out, t.name);
+    fs.mkdirSync(dir, { recursive: true });
+    writeFileAtomic(path.join(dir, 'config.json'), [new TextEncoder().encode(JSON.stringify(cfg, null, 2) + '\n')]);
     const r = await cached(path.join(dir, 'valid.json'), valid.length, async () => {
       const model = buildModel(cfg, run.codes.vocab.size, run.maxTokens);
       loadInto(model, sftDir);

@@ -190,8 +190,8 @@ describe('experiment', () => {
   }, 300_000);
 });
 
-describe('npm run train (ILRec CLI)', () => {
-  it('runs a tiny experiment from flags and --set, and rejects unknown fields', async () => {
+describe('npm run train and npm run sweep (ILRec CLI)', () => {
+  it('runs a tiny experiment from flags and --set, rejects unknown fields, and sweeps its ILRec stage', async () => {
     const { execFileSync } = await import('node:child_process');
     const out = tmp();
     const tsx = path.join('node_modules', '.bin', 'tsx');
@@ -212,5 +212,23 @@ describe('npm run train (ILRec CLI)', () => {
       err = String((e as { stderr?: string }).stderr);
     }
     expect(err).toMatch(/unknown key ilrec\.loss\.nope/);
-  }, 240_000);
+
+    // npm run sweep: ILRec trials from that run's SFT model, ranked on validation users.
+    const sweep = tmp();
+    const sweepArgs = ['cli/sweep.ts', '--from', out, '--out', sweep, '--valid-users', '4', '--pref-steps', '1', '--trial', 'base:', 'a2:ilrec.loss.alpha=2,ilrec.layersBelowLast=[1]'];
+    expect(execFileSync(tsx, sweepArgs, { encoding: 'utf8', stdio: 'pipe' })).toMatch(/report: /);
+    const table = fs.readFileSync(path.join(sweep, 'sweep.md'), 'utf8');
+    expect(table).toMatch(/\| base \| \(base\) \|/);
+    expect(table).toMatch(/\| a2 \| ilrec\.loss\.alpha=2, ilrec\.layersBelowLast=\[1\] \|/);
+    const a2 = JSON.parse(fs.readFileSync(path.join(sweep, 'a2', 'config.json'), 'utf8'));
+    expect([a2.ilrec.loss.alpha, a2.ilrec.layersBelowLast, a2.pref.steps]).toEqual([2, [1], 1]);
+    expect(JSON.parse(fs.readFileSync(path.join(sweep, 'a2', 'valid.json'), 'utf8')).ranks).toHaveLength(4);
+    err = '';
+    try {
+      execFileSync(tsx, ['cli/sweep.ts', '--from', out, '--out', tmp(), '--trial', 'x:ilrec.alpha'], { encoding: 'utf8', stdio: 'pipe' });
+    } catch (e) {
+      err = String((e as { stderr?: string }).stderr);
+    }
+    expect(err).toMatch(/--trial x:ilrec\.alpha: ilrec\.alpha is not path=value/);
+  }, 300_000);
 });

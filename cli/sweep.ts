@@ -45,6 +45,7 @@ async function main(): Promise<void> {
       .option('from', { type: 'string', demandOption: true, describe: 'a finished run directory with sft/model and cf/sasrec.safetensors (its config.json is the base config)' })
       .option('out', { type: 'string', demandOption: true, describe: 'sweep directory: one folder per trial (checkpoint, valid.json) and sweep.md' })
       .option('data', { type: 'string', describe: 'LC-Rec data directory (default: the one in the run config)' })
+      .option('versus', { type: 'string', describe: 'also give each trial\'s paired difference against this trial (e.g. the cross-entropy-only control)' })
       .option('trial', { type: 'string', array: true, demandOption: true, describe: 'NAME:path=value[,path=value...] — config overrides of one trial, e.g. a1:ilrec.loss.alpha=1; NAME:  alone is the base config' }),
   )
     .strict()
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
     if (names.has(t.name)) throw new Error(`--trial ${t.name}: named twice`);
     names.add(t.name);
   }
+  if (argv.versus !== undefined && !names.has(argv.versus)) throw new Error(`--versus ${argv.versus}: not one of the trials (${[...names].join(', ')})`);
   const baseArgs = { ...(argv as Record<string, unknown>), config: argv['config'] ?? path.join(argv.from, 'config.json') };
   const { config: base } = ilrecFromArgs(baseArgs, argv.data);
   if (base.eval.validUsers <= 0) throw new Error('eval.validUsers is 0: a sweep needs validation users (--valid-users N)');
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
     });
     console.log(`${t.name}: valid ${fmt(r.metrics)}`);
     results.push(r);
-    writeReport(argv.out, base, sftResult, results);
+    writeReport(argv.out, base, sftResult, results, argv.versus);
   }
   cf.dispose();
   console.log(`report: ${path.join(argv.out, 'sweep.md')}`);
@@ -122,19 +124,20 @@ const nullIfMissed = (r: number) => (Number.isFinite(r) ? r : null);
 const ranksOf = (r: TrialResult) => r.ranks.map((x) => x ?? Infinity);
 const fmt = (m: MetricValues) => ['NDCG@10', 'HR@10'].map((k) => `${k} ${m[k]?.toFixed(4)}`).join(', ');
 
-function writeReport(out: string, base: IlrecConfig, sft: TrialResult, results: TrialResult[]): void {
+function writeReport(out: string, base: IlrecConfig, sft: TrialResult, results: TrialResult[], versus?: string): void {
   const signed = (d: { diff: number; lo: number; hi: number }) => `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
-  const a = ranksOf(sft);
+  const refs = [sft, ...results.filter((r) => r.name === versus)];
   const rows = [...results].sort((x, y) => (y.metrics['NDCG@10'] ?? 0) - (x.metrics['NDCG@10'] ?? 0)).map((r) => {
     const b = ranksOf(r);
     const overrides = Object.entries(r.set).map(([k, v]) => `${k}=${v}`).join(', ') || '(base)';
-    return `| ${r.name} | ${overrides} | ${r.metrics['NDCG@10']!.toFixed(4)} | ${r.metrics['HR@10']!.toFixed(4)} | ${signed(pairedBootstrap(a, b, (x) => ndcgAt(x, 10)))} | ${signed(pairedBootstrap(a, b, (x) => hitAt(x, 10)))} | ${r.trainSeconds.toFixed(0)} |`;
+    const diffs = refs.flatMap((ref) => (ref === r ? ['-', '-'] : [ndcgAt, hitAt].map((m) => signed(pairedBootstrap(ranksOf(ref), b, (x) => m(x, 10))))));
+    return `| ${r.name} | ${overrides} | ${r.metrics['NDCG@10']!.toFixed(4)} | ${r.metrics['HR@10']!.toFixed(4)} | ${diffs.join(' | ')} | ${r.trainSeconds.toFixed(0)} |`;
   });
   const md = [
     `# ILRec sweep on validation users (${sft.users} users, ${base.data.dataset})`, '',
-    `SFT start: NDCG@10 ${sft.metrics['NDCG@10']!.toFixed(4)}, HR@10 ${sft.metrics['HR@10']!.toFixed(4)}. Base loss: ${JSON.stringify(base.ilrec.loss)}, layers below last ${JSON.stringify(base.ilrec.layersBelowLast)}; budget ${base.pref.epochs} epochs at lr ${base.pref.lr}.`, '',
-    '| trial | overrides | NDCG@10 | HR@10 | ΔNDCG@10 vs sft [95%] | ΔHR@10 vs sft [95%] | train s |',
-    '|---|---|---|---|---|---|---|',
+    `SFT start: NDCG@10 ${sft.metrics['NDCG@10']!.toFixed(4)}, HR@10 ${sft.metrics['HR@10']!.toFixed(4)}. Base loss: ${JSON.stringify(base.ilrec.loss)}, layers below last ${JSON.stringify(base.ilrec.layersBelowLast)}; budget ${base.pref.epochs} epochs at lr ${base.pref.lr}. Intervals: 95% paired bootstrap over the validation users.`, '',
+    `| trial | overrides | NDCG@10 | HR@10 | ${refs.map((ref) => `ΔNDCG@10 vs ${ref.name} | ΔHR@10 vs ${ref.name}`).join(' | ')} | train s |`,
+    `|---|---|---|---|${refs.map(() => '---|---|').join('')}---|`,
     ...rows, '',
   ].join('\n');
   writeFileAtomic(path.join(out, 'sweep.md'), [new TextEncoder().encode(md)]);

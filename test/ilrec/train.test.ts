@@ -215,10 +215,11 @@ describe('npm run train and npm run sweep (ILRec CLI)', () => {
 
     // npm run sweep: ILRec trials from that run's SFT model, ranked on validation users.
     const sweep = tmp();
-    const sweepArgs = ['cli/sweep.ts', '--from', out, '--out', sweep, '--valid-users', '4', '--pref-steps', '1', '--trial', 'base:', 'a2:ilrec.loss.alpha=2,ilrec.layersBelowLast=[1]'];
+    const sweepArgs = ['cli/sweep.ts', '--from', out, '--out', sweep, '--valid-users', '4', '--pref-steps', '1', '--trial', 'base:', 'a2:ilrec.loss.alpha=2,ilrec.layersBelowLast=[1]', '--versus', 'base'];
     expect(execFileSync(tsx, sweepArgs, { encoding: 'utf8', stdio: 'pipe' })).toMatch(/report: /);
     const table = fs.readFileSync(path.join(sweep, 'sweep.md'), 'utf8');
-    expect(table).toMatch(/\| base \| \(base\) \|/);
+    expect(table).toMatch(/ΔNDCG@10 vs sft \| ΔHR@10 vs sft \| ΔNDCG@10 vs base \| ΔHR@10 vs base \|/);
+    expect(table).toMatch(/\| base \| \(base\) \|.*\| - \| - \| \d+ \|/);
     expect(table).toMatch(/\| a2 \| ilrec\.loss\.alpha=2, ilrec\.layersBelowLast=\[1\] \|/);
     const a2 = JSON.parse(fs.readFileSync(path.join(sweep, 'a2', 'config.json'), 'utf8'));
     expect([a2.ilrec.loss.alpha, a2.ilrec.layersBelowLast, a2.pref.steps]).toEqual([2, [1], 1]);

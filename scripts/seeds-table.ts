@@ -34,13 +34,16 @@ function ranksOf(dir: string): Map<string, number[]> {
 }
 
 const runs = dirs.map(ranksOf);
-const base = runs[0]!.get(argv.base);
-if (!base) throw new Error(`${dirs[0]}: no row ${argv.base}`);
-for (const [i, r] of runs.entries()) {
+// The base row: one model shared by every run (e.g. the SFT start), or one per seed (e.g. a control
+// trained with the same seeds), in which case the paired differences are of seed averages on both sides.
+const baseRuns = runs.map((r, i) => {
   const b = r.get(argv.base);
-  if (!b || b.length !== base.length || b.some((x, u) => x !== base[u]))
-    throw new Error(`${dirs[i]}: its ${argv.base} row differs from ${dirs[0]}'s (the runs must share the base model and the test users)`);
-}
+  if (!b) throw new Error(`${dirs[i]}: no row ${argv.base}`);
+  if (b.length !== runs[0]!.get(argv.base)!.length) throw new Error(`${dirs[i]}: its ${argv.base} row ranks ${b.length} users, ${dirs[0]}'s ${runs[0]!.get(argv.base)!.length} (the runs must share the test users)`);
+  return b;
+});
+const baseShared = baseRuns.every((b) => b.every((x, u) => x === baseRuns[0]![u]));
+const base = baseShared ? baseRuns[0]! : baseRuns;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const sd = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 const fmt = (d: { diff: number; lo: number; hi: number }) => `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
@@ -56,4 +59,4 @@ for (const name of names) {
   const vs = name === argv.base ? ['-', '-'] : [fmt(pairedBootstrapRuns(base, have, (r) => ndcgAt(r, k))), fmt(pairedBootstrapRuns(base, have, (r) => hitAt(r, k)))];
   console.log(`| ${name} | ${have.length} | ${nd.map((x) => x.toFixed(4)).join(', ')} | ${mean(nd).toFixed(4)} ± ${sd(nd).toFixed(4)} | ${hr.map((x) => x.toFixed(4)).join(', ')} | ${mean(hr).toFixed(4)} ± ${sd(hr).toFixed(4)} | ${vs[0]} | ${vs[1]} |`);
 }
-console.log(`\n${base.length} test users; runs: ${dirs.join(', ')}`);
+console.log(`\n${baseRuns[0]!.length} test users; runs: ${dirs.join(', ')}${baseShared ? '' : `; the ${argv.base} row differs between runs, so both sides of each paired difference are seed averages`}`);

@@ -142,15 +142,19 @@ export function pairedBootstrap(
 /**
  * The same with B trained several times (seeds), each run ranking the same users: a user's difference
  * is B's metric averaged over the runs minus A's, so the interval covers the test-user sampling of
- * the seed-averaged model (not the spread between seeds, which the per-seed rows show).
+ * the seed-averaged model (not the spread between seeds, which the per-seed rows show). A may be
+ * several runs too (e.g. a control trained with the same seeds): then both sides are averaged.
  */
 export function pairedBootstrapRuns(
-  ranksA: readonly number[], runsB: readonly (readonly number[])[], metric: (rank: number) => number, seed = 0, resamples = BOOTSTRAP_RESAMPLES,
+  ranksA: readonly number[] | readonly (readonly number[])[], runsB: readonly (readonly number[])[], metric: (rank: number) => number,
+  seed = 0, resamples = BOOTSTRAP_RESAMPLES,
 ): PairedDifference {
-  const n = ranksA.length;
-  if (n === 0 || runsB.length === 0 || runsB.some((r) => r.length !== n))
-    throw new Error(`pairedBootstrap: ${n} ranks against runs of ${runsB.map((r) => r.length).join(', ') || 'none'} (need the same users, at least one)`);
-  const d = ranksA.map((r, i) => runsB.reduce((s, rb) => s + metric(rb[i]!), 0) / runsB.length - metric(r));
+  const runsA = (ranksA.length > 0 && Array.isArray(ranksA[0]) ? ranksA : [ranksA]) as readonly (readonly number[])[];
+  const n = runsA[0]!.length;
+  if (n === 0 || runsB.length === 0 || [...runsA, ...runsB].some((r) => r.length !== n))
+    throw new Error(`pairedBootstrap: runs of ${runsA.map((r) => r.length).join(', ')} ranks against runs of ${runsB.map((r) => r.length).join(', ') || 'none'} (need the same users, at least one run each)`);
+  const avg = (runs: readonly (readonly number[])[], i: number) => runs.reduce((s, r) => s + metric(r[i]!), 0) / runs.length;
+  const d = Array.from({ length: n }, (_, i) => avg(runsB, i) - avg(runsA, i));
   const mean = d.reduce((a, b) => a + b, 0) / n;
   const rng = new Rng(seed);
   const means = new Float64Array(resamples);

@@ -86,10 +86,19 @@ async function main(): Promise<void> {
   const results: TrialResult[] = [];
   for (const t of trials) {
     const { config: cfg } = ilrecFromArgs({ ...baseArgs, set: [...((argv['set'] as string[] | undefined) ?? []), ...t.sets] }, argv.data);
+    // The data, the model and the evaluation are prepared once from the base config: a trial varies the stage only.
+    for (const section of ['data', 'model', 'eval'] as const)
+      if (JSON.stringify(cfg[section]) !== JSON.stringify(base[section])) throw new Error(`--trial ${t.name}: changes ${section}.*; a trial may change only the ILRec stage (ilrec.*, pref.*, run.*)`);
+    const set = Object.fromEntries(t.sets.map((s) => [s.slice(0, s.indexOf('=')), s.slice(s.indexOf('=') + 1)]));
     const dir = path.join(argv.out, t.name);
+    const savedFile = path.join(dir, 'valid.json');
+    if (fs.existsSync(savedFile)) {
+      const saved = JSON.parse(fs.readFileSync(savedFile, 'utf8')) as TrialResult;
+      if (JSON.stringify(saved.set) !== JSON.stringify(set)) throw new Error(`--trial ${t.name}: ${savedFile} was run with ${JSON.stringify(saved.set)}; give this setting a new name`);
+    }
     fs.mkdirSync(dir, { recursive: true });
     writeFileAtomic(path.join(dir, 'config.json'), [new TextEncoder().encode(JSON.stringify(cfg, null, 2) + '\n')]);
-    const r = await cached(path.join(dir, 'valid.json'), valid.length, async () => {
+    const r = await cached(savedFile, valid.length, async () => {
       const model = buildModel(cfg, run.codes.vocab.size, run.maxTokens);
       loadInto(model, sftDir);
       const needsCf = ablated(cfg.ilrec).loss.b !== 0;
@@ -98,7 +107,7 @@ async function main(): Promise<void> {
       });
       const ev = await run.evaluate(model, valid);
       model.dispose();
-      return { name: t.name, set: Object.fromEntries(t.sets.map((s) => [s.slice(0, s.indexOf('=')), s.slice(s.indexOf('=') + 1)])), metrics: ev.metrics, users: valid.length, ranks: ev.ranks.map(nullIfMissed), trainSeconds: res.seconds };
+      return { name: t.name, set, metrics: ev.metrics, users: valid.length, ranks: ev.ranks.map(nullIfMissed), trainSeconds: res.seconds };
     });
     console.log(`${t.name}: valid ${fmt(r.metrics)}`);
     results.push(r);

@@ -231,5 +231,12 @@ describe('npm run train and npm run sweep (ILRec CLI)', () => {
       err = String((e as { stderr?: string }).stderr);
     }
     expect(err).toMatch(/--trial x:ilrec\.alpha: ilrec\.alpha is not path=value/);
+    err = '';
+    try {
+      execFileSync(tsx, ['cli/sweep.ts', '--from', out, '--out', sweep, '--valid-users', '4', '--trial', 'a2:ilrec.loss.alpha=3'], { encoding: 'utf8', stdio: 'pipe' });
+    } catch (e) {
+      err = String((e as { stderr?: string }).stderr);
+    }
+    expect(err).toMatch(/--trial a2: .*a2\/valid\.json was run with \{"ilrec\.loss\.alpha":"2",.*give this setting a new name/);
   }, 300_000);
 });

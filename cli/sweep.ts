@@ -8,9 +8,8 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { initNode } from '../engine/node/index.js';
 import { SASRec } from '../ilrec/cf/sasrec.js';
-import { RewardTable } from '../ilrec/cf/rewards.js';
-import { ablated, type IlrecConfig } from '../ilrec/config.js';
-import { hitAt, ndcgAt, pairedBootstrap, type MetricValues } from '../ilrec/eval/metrics.js';
+import type { IlrecConfig } from '../ilrec/config.js';
+import { formatDifference, hitAt, ndcgAt, pairedBootstrap, type MetricValues } from '../ilrec/eval/metrics.js';
 import { writeFileAtomic } from '../engine/io/node.js';
 import { buildModel, loadInto, prepareRun } from '../ilrec/train/pipeline.js';
 import { runIlrec } from '../ilrec/train/stages.js';
@@ -74,7 +73,7 @@ async function main(): Promise<void> {
   cf.eval();
 
   // The SFT start on the same validation users: the reference of every paired difference.
-  const sftResult = await cached(path.join(argv.out, 'sft', 'valid.json'), valid.length, async () => {
+  const sftResult = await cached(path.join(argv.out, 'sft', 'valid.json'), valid.length, {}, async () => {
     const model = buildModel(base, run.codes.vocab.size, run.maxTokens);
     loadInto(model, sftDir);
     const res = await run.evaluate(model, valid);
@@ -91,18 +90,11 @@ async function main(): Promise<void> {
       if (JSON.stringify(cfg[section]) !== JSON.stringify(base[section])) throw new Error(`--trial ${t.name}: changes ${section}.*; a trial may change only the ILRec stage (ilrec.*, pref.*, run.*)`);
     const set = Object.fromEntries(t.sets.map((s) => [s.slice(0, s.indexOf('=')), s.slice(s.indexOf('=') + 1)]));
     const dir = path.join(argv.out, t.name);
-    const savedFile = path.join(dir, 'valid.json');
-    if (fs.existsSync(savedFile)) {
-      const saved = JSON.parse(fs.readFileSync(savedFile, 'utf8')) as TrialResult;
-      if (JSON.stringify(saved.set) !== JSON.stringify(set)) throw new Error(`--trial ${t.name}: ${savedFile} was run with ${JSON.stringify(saved.set)}; give this setting a new name`);
-    }
-    fs.mkdirSync(dir, { recursive: true });
-    writeFileAtomic(path.join(dir, 'config.json'), [new TextEncoder().encode(JSON.stringify(cfg, null, 2) + '\n')]);
-    const r = await cached(savedFile, valid.length, async () => {
+    const r = await cached(path.join(dir, 'valid.json'), valid.length, set, async () => {
+      writeFileAtomic(path.join(dir, 'config.json'), [new TextEncoder().encode(JSON.stringify(cfg, null, 2) + '\n')]);
       const model = buildModel(cfg, run.codes.vocab.size, run.maxTokens);
       loadInto(model, sftDir);
-      const needsCf = ablated(cfg.ilrec).loss.b !== 0;
-      const res = await runIlrec(model, run.data, cfg, needsCf ? cf : null, needsCf ? new RewardTable(run.codes.tokens) : null, run.ds.sequences, {
+      const res = await runIlrec(model, run.data, cfg, cf, run.ds.sequences, {
         checkpoint: path.join(dir, 'state.safetensors'), resume: true, progress: 'off',
       });
       const ev = await run.evaluate(model, valid);
@@ -117,14 +109,18 @@ async function main(): Promise<void> {
   console.log(`report: ${path.join(argv.out, 'sweep.md')}`);
 }
 
-/** A trial's saved result when it covers the same number of users; otherwise runs it and saves it. */
-async function cached(file: string, users: number, compute: () => Promise<TrialResult>): Promise<TrialResult> {
+/**
+ * A trial's saved result when it covers the same number of users; otherwise runs it and saves it.
+ * A saved result of other overrides under the same name is an error, never silently reused.
+ */
+async function cached(file: string, users: number, set: TrialResult['set'], compute: () => Promise<TrialResult>): Promise<TrialResult> {
   if (fs.existsSync(file)) {
     const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as TrialResult;
+    if (JSON.stringify(saved.set) !== JSON.stringify(set)) throw new Error(`--trial ${saved.name}: ${file} was run with ${JSON.stringify(saved.set)}; give this setting a new name`);
     if (saved.users === users) return saved;
   }
-  const r = await compute();
   fs.mkdirSync(path.dirname(file), { recursive: true });
+  const r = await compute();
   writeFileAtomic(file, [new TextEncoder().encode(JSON.stringify(r) + '\n')]);
   return r;
 }
@@ -134,12 +130,11 @@ const ranksOf = (r: TrialResult) => r.ranks.map((x) => x ?? Infinity);
 const fmt = (m: MetricValues) => ['NDCG@10', 'HR@10'].map((k) => `${k} ${m[k]?.toFixed(4)}`).join(', ');
 
 function writeReport(out: string, base: IlrecConfig, sft: TrialResult, results: TrialResult[], versus?: string): void {
-  const signed = (d: { diff: number; lo: number; hi: number }) => `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
   const refs = [sft, ...results.filter((r) => r.name === versus)];
   const rows = [...results].sort((x, y) => (y.metrics['NDCG@10'] ?? 0) - (x.metrics['NDCG@10'] ?? 0)).map((r) => {
     const b = ranksOf(r);
     const overrides = Object.entries(r.set).map(([k, v]) => `${k}=${v}`).join(', ') || '(base)';
-    const diffs = refs.flatMap((ref) => (ref === r ? ['-', '-'] : [ndcgAt, hitAt].map((m) => signed(pairedBootstrap(ranksOf(ref), b, (x) => m(x, 10))))));
+    const diffs = refs.flatMap((ref) => (ref === r ? ['-', '-'] : [ndcgAt, hitAt].map((m) => formatDifference(pairedBootstrap(ranksOf(ref), b, (x) => m(x, 10))))));
     return `| ${r.name} | ${overrides} | ${r.metrics['NDCG@10']!.toFixed(4)} | ${r.metrics['HR@10']!.toFixed(4)} | ${diffs.join(' | ')} | ${r.trainSeconds.toFixed(0)} |`;
   });
   const md = [

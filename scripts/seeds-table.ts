@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { hitAt, metricsFromRanks, ndcgAt, pairedBootstrapRuns } from '../ilrec/eval/metrics.js';
+import { formatDifference as fmt, hitAt, metricsFromRanks, ndcgAt, pairedBootstrapRuns } from '../ilrec/eval/metrics.js';
 
 const argv = await yargs(hideBin(process.argv))
   .usage('$0 [--base sft] [--k 10] DIR...')
@@ -43,10 +43,9 @@ const baseRuns = runs.map((r, i) => {
   return b;
 });
 const baseShared = baseRuns.every((b) => b.every((x, u) => x === baseRuns[0]![u]));
-const base = baseShared ? baseRuns[0]! : baseRuns;
+const base = baseShared ? [baseRuns[0]!] : baseRuns;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const sd = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
-const fmt = (d: { diff: number; lo: number; hi: number }) => `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
 
 const names = [...new Set(runs.flatMap((r) => [...r.keys()]))];
 console.log(`| row | seeds | NDCG@${k} per seed | NDCG@${k} mean ± sd | HR@${k} per seed | HR@${k} mean ± sd | vs ${argv.base}, NDCG@${k} (95% paired) | vs ${argv.base}, HR@${k} (95% paired) |`);

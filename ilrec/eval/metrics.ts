@@ -126,6 +126,11 @@ export interface PairedDifference {
   hi: number;
 }
 
+/** "+0.0012 [-0.0003, 0.0027]": a paired difference and its interval, as the reports print it. */
+export function formatDifference(d: PairedDifference): string {
+  return `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
+}
+
 /** Bootstrap resamples of a paired comparison (enough for stable 95% quantiles). */
 export const BOOTSTRAP_RESAMPLES = 2000;
 
@@ -136,21 +141,21 @@ export const BOOTSTRAP_RESAMPLES = 2000;
 export function pairedBootstrap(
   ranksA: readonly number[], ranksB: readonly number[], metric: (rank: number) => number, seed = 0, resamples = BOOTSTRAP_RESAMPLES,
 ): PairedDifference {
-  return pairedBootstrapRuns(ranksA, [ranksB], metric, seed, resamples);
+  return pairedBootstrapRuns([ranksA], [ranksB], metric, seed, resamples);
 }
 
 /**
  * The same with B trained several times (seeds), each run ranking the same users: a user's difference
  * is B's metric averaged over the runs minus A's, so the interval covers the test-user sampling of
- * the seed-averaged model (not the spread between seeds, which the per-seed rows show). A may be
- * several runs too (e.g. a control trained with the same seeds): then both sides are averaged.
+ * the seed-averaged model (not the spread between seeds, which the per-seed rows show). A is one
+ * run (a shared base, e.g. the SFT start) or several (a control trained with the same seeds): each
+ * side is averaged over its runs.
  */
 export function pairedBootstrapRuns(
-  ranksA: readonly number[] | readonly (readonly number[])[], runsB: readonly (readonly number[])[], metric: (rank: number) => number,
+  runsA: readonly (readonly number[])[], runsB: readonly (readonly number[])[], metric: (rank: number) => number,
   seed = 0, resamples = BOOTSTRAP_RESAMPLES,
 ): PairedDifference {
-  const runsA = (ranksA.length > 0 && Array.isArray(ranksA[0]) ? ranksA : [ranksA]) as readonly (readonly number[])[];
-  const n = runsA[0]!.length;
+  const n = runsA[0]?.length ?? 0;
   if (n === 0 || runsB.length === 0 || [...runsA, ...runsB].some((r) => r.length !== n))
     throw new Error(`pairedBootstrap: runs of ${runsA.map((r) => r.length).join(', ')} ranks against runs of ${runsB.map((r) => r.length).join(', ') || 'none'} (need the same users, at least one run each)`);
   const avg = (runs: readonly (readonly number[])[], i: number) => runs.reduce((s, r) => s + metric(r[i]!), 0) / runs.length;

@@ -11,13 +11,12 @@ import { readLcRecDir } from '../data/readers.js';
 import { generateSynthetic } from '../data/synthetic.js';
 import { datasetStats, type Dataset, type DatasetStats } from '../data/dataset.js';
 import { SASRec, scorerRanks, trainSASRec } from '../cf/sasrec.js';
-import { RewardTable } from '../cf/rewards.js';
 import { evaluateGenerative } from '../eval/generative.js';
 import { gitCommit, makeResultRecord, metricColumns, type ResultRecord } from '../eval/results.js';
-import { hitAt, metricsFromRanks, ndcgAt, pairedBootstrap, type MetricValues } from '../eval/metrics.js';
+import { formatDifference as fmt, hitAt, metricsFromRanks, ndcgAt, pairedBootstrap, type MetricValues } from '../eval/metrics.js';
 import { lossCurvesSvg, metricsBarSvg, writeSvg } from '../report/plots.js';
 import { comparisonTable } from '../report/table.js';
-import { ablated, type Ablation, type DataConfig, type IlrecConfig, type Stage } from '../config.js';
+import { type Ablation, type DataConfig, type IlrecConfig, type Stage } from '../config.js';
 import { generativeCases, itemCodesFromDataset, recData, subsetOf, type RecData } from './examples.js';
 import { runDpoFamily, runIlrec, runSft, stageSteps } from './stages.js';
 import type { StepLog, TrainLoopResult } from './trainer.js';
@@ -172,10 +171,7 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
     await copyWeights(sftModel, model);
     const c: IlrecConfig = { ...cfg, ilrec: { ...cfg.ilrec, ablation } };
     await runStage(stage, ablation, model, async (m, stageOpts) => {
-      if (stage === 'ilrec') {
-        const needsCf = ablated(c.ilrec).loss.b !== 0;
-        return runIlrec(m, data, c, needsCf ? cf : null, needsCf ? new RewardTable(codes.tokens) : null, ds.sequences, stageOpts);
-      }
+      if (stage === 'ilrec') return runIlrec(m, data, c, cf, ds.sequences, stageOpts);
       if (!reference) {
         reference = buildModel(cfg, codes.vocab.size, maxTokens);
         await copyWeights(sftModel, reference);
@@ -266,7 +262,6 @@ function pairedLines(ranksOf: ReadonlyMap<string, number[]>, base: string, k: nu
   const lines = [`Paired differences against ${base} on the same test users (95% bootstrap interval over users):`, ''];
   for (const [name, b] of ranksOf) {
     if (name === base) continue;
-    const fmt = (d: { diff: number; lo: number; hi: number }) => `${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(4)} [${d.lo.toFixed(4)}, ${d.hi.toFixed(4)}]`;
     lines.push(`- ${name}: NDCG@${k} ${fmt(pairedBootstrap(a, b, (r) => ndcgAt(r, k)))}, HR@${k} ${fmt(pairedBootstrap(a, b, (r) => hitAt(r, k)))}`);
   }
   return [...lines, ''];

@@ -5,7 +5,7 @@ import type { LlamaForCausalLM } from '../../engine/model/llama.js';
 import { beamSearch } from '../../engine/model/generate.js';
 import { ablated, type IlrecConfig, type OptimConfig } from '../config.js';
 import type { SASRec } from '../cf/sasrec.js';
-import type { RewardTable } from '../cf/rewards.js';
+import { RewardTable } from '../cf/rewards.js';
 import { DataOrder, promptOf, sampleNegatives, stepRng, windowBatch, type RecData, type WindowBatch } from './examples.js';
 import { dpoFamilyLoss, ilrecLoss, type LossOutput, layerSet, scoredSequences, sequenceLogProbs, sftLoss, type IlrecLossContext } from './losses.js';
 import { trainLoop, type ExtraState, type MicroBatch, type StepLog, type TrainLoopResult } from './trainer.js';
@@ -45,15 +45,19 @@ export async function runSft(model: LlamaForCausalLM, data: RecData, cfg: IlrecC
   });
 }
 
-/** ILRec from the SFT model: CPO + CPD + CRR with negatives recomputed at every step from the live model. */
+/**
+ * ILRec from the SFT model: CPO + CPD + CRR with negatives recomputed at every step from the live
+ * model. `cf` (SASRec) is used only when CRR is on (b ≠ 0 after the ablation).
+ */
 export async function runIlrec(
-  model: LlamaForCausalLM, data: RecData, cfg: IlrecConfig, cf: SASRec | null, rewardTable: RewardTable | null,
+  model: LlamaForCausalLM, data: RecData, cfg: IlrecConfig, cf: SASRec | null,
   sequences: readonly (readonly number[])[], opts: StageRunOptions = {},
 ): Promise<TrainLoopResult> {
   const oc = cfg.pref;
   const { loss, layersBelowLast } = ablated(cfg.ilrec);
+  const crr = loss.b !== 0;
   const ctx: IlrecLossContext = {
-    codes: data.codes, cf, rewardTable, sequences, loss, layers: layerSet(model, layersBelowLast), restrictToLevel: cfg.ilrec.restrictToLevel,
+    codes: data.codes, cf: crr ? cf : null, rewardTable: crr && cf ? new RewardTable(data.codes.tokens) : null, sequences, loss, layers: layerSet(model, layersBelowLast), restrictToLevel: cfg.ilrec.restrictToLevel,
   };
   return trainLoop({
     stage: 'ilrec', model, optim: oc, totalSteps: stageSteps(oc, data.windows.length), termNames: PREFERENCE_TERMS,

@@ -9,7 +9,6 @@ import { Tensor, backward, relu, softplus, sqrt, sum, tensor, neg } from '../../
 import { stateDict, type LlamaForCausalLM } from '../../engine/model/llama.js';
 import { resolveConfig, type IlrecConfig } from '../../ilrec/config.js';
 import { trainSASRec } from '../../ilrec/cf/sasrec.js';
-import { RewardTable } from '../../ilrec/cf/rewards.js';
 import { generateSynthetic } from '../../ilrec/data/synthetic.js';
 import { itemCodesFromDataset, recData } from '../../ilrec/train/examples.js';
 import { dpoFamilyLoss, logSumExp } from '../../ilrec/train/losses.js';
@@ -113,8 +112,7 @@ describe('resume is bit-identical', () => {
 
   it('ILRec with CF rewards', async () => {
     const cf = (await trainSASRec(ds.sequences, ds.items.length, { ...TINY.cf })).model;
-    const table = new RewardTable(codes.tokens);
-    await resumeMatches((m, o) => runIlrec(m, data, TINY, cf, table, ds.sequences, o));
+    await resumeMatches((m, o) => runIlrec(m, data, TINY, cf, ds.sequences, o));
     cf.dispose();
   });
 

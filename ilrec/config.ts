@@ -113,6 +113,20 @@ export interface EvalConfig {
   promptsPerCall: number;
 }
 
+/**
+ * SFT model selection on validation users (never test users): evaluate every `everyEpochs` epochs,
+ * keep the weights with the best validation NDCG@10 as the SFT model (the start of every
+ * preference stage), and stop after `patience` evaluations in a row without a new best.
+ */
+export interface SelectConfig {
+  /** Evaluate every this many epochs (fractions allowed; 0 = off: the last weights are the SFT model). */
+  everyEpochs: number;
+  /** Validation users evaluated (a fixed seeded subset; 0 = all). */
+  users: number;
+  /** Evaluations in a row without a new best before SFT stops (0 = never stop early). */
+  patience: number;
+}
+
 export interface RunConfig {
   seed: number;
   /** Checkpoint every N optimizer steps (0 = only at the end of each stage). */
@@ -131,6 +145,8 @@ export interface IlrecConfig {
   pref: OptimConfig;
   ilrec: PreferenceConfig;
   dpo: DpoConfig;
+  /** SFT model selection on validation users. */
+  select: SelectConfig;
   eval: EvalConfig;
   run: RunConfig;
 }
@@ -155,6 +171,7 @@ export const DEFAULT_CONFIG: IlrecConfig = {
   // tokens, the sum ~85.
   ilrec: { layersBelowLast: [1, 2, 3, 4], loss: { ...TOKEN_PREFERENCE_DEFAULTS, aggregator: 'mean' }, restrictToLevel: true, ablation: 'none' },
   dpo: { beta: 0.1, negatives: 4, rounds: 2, beams: 5, sftWeight: 1 },
+  select: { everyEpochs: 0, users: 1000, patience: 0 },
   eval: { beams: 20, ks: [5, 10, 20], testUsers: 0, validUsers: 500, promptsPerCall: 16 },
   run: { seed: 0, checkpointEvery: 200, logEvery: 10 },
 };
@@ -220,6 +237,9 @@ export function validateConfig(c: IlrecConfig): void {
   if (!ABLATIONS.includes(c.ilrec.ablation)) throw new Error(`config ilrec.ablation must be one of ${ABLATIONS.join(', ')}, got ${c.ilrec.ablation}`);
   if (c.ilrec.layersBelowLast.some((o) => !Number.isInteger(o) || o < 0)) throw new Error(`config ilrec.layersBelowLast must be integers ≥ 0, got ${c.ilrec.layersBelowLast}`);
   if (c.ilrec.layersBelowLast.length > 8) throw new Error('config ilrec.layersBelowLast: at most 8 layers (the fused kernel keeps one statistic per layer in registers)');
+  if (!(c.select.everyEpochs >= 0)) throw new Error(`config select.everyEpochs must be ≥ 0, got ${c.select.everyEpochs}`);
+  for (const k of ['users', 'patience'] as const)
+    if (!Number.isInteger(c.select[k]) || c.select[k] < 0) throw new Error(`config select.${k} must be an integer ≥ 0, got ${c.select[k]}`);
   if (c.eval.ks.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`config eval.ks must be positive integers, got ${c.eval.ks}`);
 }
 

@@ -18,7 +18,7 @@ import { lossCurvesSvg, metricsBarSvg, writeSvg } from '../report/plots.js';
 import { comparisonTable } from '../report/table.js';
 import { type Ablation, type DataConfig, type IlrecConfig, type Stage } from '../config.js';
 import { generativeCases, itemCodesFromDataset, recData, subsetOf, type RecData } from './examples.js';
-import { runDpoFamily, runIlrec, runSft, stageSteps } from './stages.js';
+import { runDpoFamily, runIlrec, runSft, stageSteps, type SelectionLog, type SftSelection } from './stages.js';
 import type { StepLog, TrainLoopResult } from './trainer.js';
 
 export interface ExperimentOptions {
@@ -153,7 +153,21 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
   // SFT: from scratch (or the HF start), then the shared start of every preference stage.
   const sftDir = path.join(opts.out, 'sft', 'model');
   const sftModel = buildModel(cfg, codes.vocab.size, maxTokens);
-  if (opts.stages.includes('sft')) await runStage('sft', 'none', sftModel, async (model, stageOpts) => runSft(model, data, cfg, stageOpts));
+  // Model selection on validation users (config `select`; off by default): the best-scoring weights become the SFT model.
+  let selection: SftSelection | undefined;
+  if (cfg.select.everyEpochs > 0) {
+    const selectSamples = subsetOf(data.valid, cfg.select.users, EVAL_SUBSET_SEED);
+    const metric = `NDCG@${cfg.eval.ks.includes(10) ? 10 : cfg.eval.ks[0]}`;
+    selection = {
+      everyEpochs: cfg.select.everyEpochs, patience: cfg.select.patience,
+      score: async (m) => {
+        const v = (await evaluate(m, selectSamples)).metrics[metric]!;
+        log(`sft: validation ${metric} ${v.toFixed(4)} (${selectSamples.length} users)`);
+        return v;
+      },
+    };
+  }
+  if (opts.stages.includes('sft')) await runStage('sft', 'none', sftModel, async (model, stageOpts) => runSft(model, data, cfg, stageOpts, selection));
   else {
     if (!fs.existsSync(path.join(sftDir, 'model.safetensors'))) throw new Error(`no SFT model at ${sftDir}: include the sft stage`);
     loadInto(sftModel, sftDir);
@@ -215,14 +229,14 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
   /** Trains (or resumes, or reloads a finished) stage, saves its model, evaluates it and records a row. */
   async function runStage(
     stage: Stage, ablation: Ablation, model: LlamaForCausalLM,
-    train: (m: LlamaForCausalLM, o: { checkpoint: string; resume: boolean; progress?: boolean | 'off' }) => Promise<TrainLoopResult>,
+    train: (m: LlamaForCausalLM, o: { checkpoint: string; resume: boolean; progress?: boolean | 'off' }) => Promise<TrainLoopResult & { selection?: SelectionLog }>,
   ): Promise<void> {
     const name = variantName(stage, ablation);
     const dir = path.join(opts.out, name);
     const modelDir = path.join(dir, 'model');
     const evalFile = path.join(dir, 'eval.json');
     const t0 = performance.now();
-    let trained: { seconds: number; tokens: number; steps: number } | null = null;
+    let trained: { seconds: number; tokens: number; steps: number; selection?: SelectionLog } | null = null;
     if (opts.resume && fs.existsSync(path.join(modelDir, 'model.safetensors'))) {
       loadInto(model, modelDir);
       log(`${name}: loaded the finished model from ${modelDir}`);
@@ -232,9 +246,11 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
       if (lora.length) mergeLoRA(model);
       await saveHF(model, modelDir);
       curves[name] = res.curve;
-      trained = { seconds: res.seconds, tokens: res.tokens, steps: res.steps };
+      trained = { seconds: res.seconds, tokens: res.tokens, steps: res.steps, ...(res.selection ? { selection: res.selection } : {}) };
       const last = res.curve[res.curve.length - 1];
       log(`${name}: ${res.steps} steps in ${res.seconds.toFixed(0)} s (${(res.tokens / Math.max(res.seconds, 1e-9)).toFixed(0)} tok/s)${last ? `, last ${Object.entries(last.losses).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}` : ''}`);
+      const sel = res.selection;
+      if (sel) log(`${name}: kept the weights of step ${sel.bestStep} (validation ${sel.bestScore?.toFixed(4)}) of ${res.endStep}${sel.stoppedEarly ? `, stopped early after ${sel.stale} evaluations without a new best` : ''}`);
     }
     let metrics: MetricValues;
     let valid: MetricValues | undefined;
@@ -251,7 +267,7 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
     }
     ranksOf.set(name, ranks);
     log(`${name}: test ${fmtMetrics(metrics)}${valid ? `; valid NDCG@10 ${valid['NDCG@10']?.toFixed(4)}` : ''}`);
-    record(name, metrics, { stage, ablation, valid, ...(trained ? { trainSeconds: trained.seconds, trainTokens: trained.tokens, steps: trained.steps } : {}) }, t0);
+    record(name, metrics, { stage, ablation, valid, ...(trained ? { trainSeconds: trained.seconds, trainTokens: trained.tokens, steps: trained.steps, ...(trained.selection ? { selection: trained.selection } : {}) } : {}) }, t0);
   }
 }
 

@@ -1,7 +1,10 @@
 // The training stages (ILREC.md §3-§4) as micro-batch builders for the shared loop: SFT, ILRec
 // (and its ablations), and the preference baselines DPO, S-DPO and SPRec on the same SFT start.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { add, mean, noGrad, scale } from '../../engine/index.js';
-import type { LlamaForCausalLM } from '../../engine/model/llama.js';
+import { loadStateDict, stateDict, type LlamaForCausalLM } from '../../engine/model/llama.js';
+import { readSafetensorsFile, writeSafetensorsFile } from '../../engine/io/node.js';
 import { beamSearch } from '../../engine/model/generate.js';
 import { ablated, type IlrecConfig, type OptimConfig } from '../config.js';
 import type { SASRec } from '../cf/sasrec.js';
@@ -36,13 +39,76 @@ function windowMicroBatches(data: RecData, oc: OptimConfig, seed: number, groups
   };
 }
 
-export async function runSft(model: LlamaForCausalLM, data: RecData, cfg: IlrecConfig, opts: StageRunOptions = {}): Promise<TrainLoopResult> {
+/** SFT model selection (config `select`): how runSft scores the model and when. */
+export interface SftSelection {
+  /** Validation score of the model as it stands (higher is better): NDCG@10 on the selection users. */
+  score: (model: LlamaForCausalLM) => Promise<number>;
+  everyEpochs: number;
+  patience: number;
+  /** Where the best weights are kept for a resumed run (default: the checkpoint's name with .best.safetensors). */
+  bestFile?: string;
+}
+
+/** What the selection saw: a score per evaluation, the step whose weights became the SFT model. */
+export interface SelectionLog {
+  history: { step: number; epoch: number; score: number }[];
+  bestStep: number;
+  bestScore: number | null;
+  /** Evaluations since the last new best. */
+  stale: number;
+  stoppedEarly: boolean;
+}
+
+export async function runSft(
+  model: LlamaForCausalLM, data: RecData, cfg: IlrecConfig, opts: StageRunOptions = {}, select?: SftSelection,
+): Promise<TrainLoopResult & { selection?: SelectionLog }> {
   const oc = cfg.sft;
-  return trainLoop({
-    stage: 'sft', model, optim: oc, totalSteps: stageSteps(oc, data.windows.length),
+  const totalSteps = stageSteps(oc, data.windows.length);
+  const spec = {
+    stage: 'sft', model, optim: oc, totalSteps,
     microBatch: windowMicroBatches(data, oc, cfg.run.seed, cfg.data.lengthGroups, (batch) => sftLoss(model, batch)),
     checkpointEvery: cfg.run.checkpointEvery, logEvery: cfg.run.logEvery, ...loopOpts(opts),
+  };
+  if (!select || select.everyEpochs <= 0) return trainLoop(spec);
+
+  const stepsPerEpoch = stageSteps({ ...oc, epochs: 1, steps: 0 }, data.windows.length);
+  const every = Math.max(1, Math.round(select.everyEpochs * stepsPerEpoch));
+  const bestFile = select.bestFile ?? (opts.checkpoint ? opts.checkpoint.replace(/(\.safetensors)?$/, '.best.safetensors') : undefined);
+  let log: SelectionLog = { history: [], bestStep: -1, bestScore: null, stale: 0, stoppedEarly: false };
+  let best: Map<string, { shape: readonly number[]; data: Float32Array }> | null = null;
+  const extra: ExtraState = {
+    save: () => log,
+    load: (saved) => {
+      log = saved as SelectionLog;
+      if (log.bestStep < 0) return;
+      // The best weights live in their own file (written when they became the best).
+      if (!bestFile || !fs.existsSync(bestFile)) throw new Error(`${opts.checkpoint}: SFT selection's best weights (step ${log.bestStep}) are missing: ${bestFile ?? 'no file'}`);
+      best = new Map([...readSafetensorsFile(bestFile).tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data as Float32Array }]));
+    },
+  };
+  const res = await trainLoop({
+    ...spec, extra,
+    onStep: async (l) => {
+      if (l.step % every === 0 || l.step === totalSteps) {
+        const score = await select.score(model);
+        model.train(); // evaluation leaves the model in eval mode
+        log.history.push({ step: l.step, epoch: l.step / stepsPerEpoch, score });
+        if (log.bestScore === null || score > log.bestScore) {
+          log = { ...log, bestStep: l.step, bestScore: score, stale: 0 };
+          best = new Map();
+          for (const [k, t] of stateDict(model)) best.set(k, { shape: [...t.shape], data: (await t.toArray()) as Float32Array });
+          if (bestFile) {
+            fs.mkdirSync(path.dirname(bestFile), { recursive: true });
+            writeSafetensorsFile(bestFile, best, { step: String(l.step) });
+          }
+        } else if (select.patience > 0 && ++log.stale >= select.patience) log.stoppedEarly = true;
+      }
+      await opts.onStep?.(l);
+    },
+    shouldStop: () => log.stoppedEarly,
   });
+  if (best && log.bestStep !== res.endStep) loadStateDict(model, best, { strict: true });
+  return { ...res, selection: log };
 }
 
 /**

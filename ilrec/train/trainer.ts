@@ -52,6 +52,11 @@ export interface TrainLoopSpec {
   extra?: ExtraState;
   /** Called after every optimizer step (before a checkpoint is written). */
   onStep?: (log: StepLog) => void | Promise<void>;
+  /**
+   * Asked after each step's onStep (and before the first step, so a resumed stopped run stays
+   * stopped): true ends the stage early, with a checkpoint. Its answer must live in `extra`.
+   */
+  shouldStop?: () => boolean;
   /** true: a progress bar on a terminal; false: plain log lines; 'off': nothing (tests). Default: bar when stderr is a TTY. */
   progress?: boolean | 'off';
 }
@@ -64,6 +69,8 @@ export interface TrainLoopResult {
   tokens: number;
   /** Step the run resumed from (0 when it started fresh). */
   resumedFrom: number;
+  /** The step the stage ended at: totalSteps, or earlier when shouldStop ended it. */
+  endStep: number;
 }
 
 /** Raised on a non-finite loss term or gradient; the last checkpoint on disk stays the last good one. */
@@ -96,9 +103,10 @@ export async function trainLoop(spec: TrainLoopSpec): Promise<TrainLoopResult> {
   let tokens = 0;
   let windowTokens = 0;
   let windowStart = performance.now();
+  let end = start;
   try {
     model.train();
-    for (let step = start; step < spec.totalSteps; step++) {
+    for (let step = start; step < spec.totalSteps && !spec.shouldStop?.(); step++) {
       const lr = lrAt(step, spec.totalSteps, oc.lr, oc.schedule);
       opt.setLr(lr);
       const sums: Record<string, number> = {};
@@ -138,7 +146,8 @@ export async function trainLoop(spec: TrainLoopSpec): Promise<TrainLoopResult> {
 
       const now = performance.now();
       const log: StepLog = { step: step + 1, lr, losses: sums, gradNorm: normValue, tokensPerSec: (windowTokens * 1000) / Math.max(1e-9, now - windowStart) };
-      const last = step + 1 === spec.totalSteps;
+      let last = step + 1 === spec.totalSteps;
+      end = step + 1;
       if ((step + 1) % spec.logEvery === 0 || last) {
         curve.push(log);
         windowTokens = 0;
@@ -146,6 +155,10 @@ export async function trainLoop(spec: TrainLoopSpec): Promise<TrainLoopResult> {
       }
       progress.update(step + 1, { losses: sums, tokensPerSec: log.tokensPerSec, lr });
       await spec.onStep?.(log);
+      if (!last && spec.shouldStop?.()) {
+        last = true;
+        if (curve[curve.length - 1] !== log) curve.push(log);
+      }
       if (spec.checkpoint && (last || (spec.checkpointEvery > 0 && (step + 1) % spec.checkpointEvery === 0)))
         await saveTrainState(spec.checkpoint, model, opt, spec.stage, step + 1, curve, spec.extra);
     }
@@ -154,7 +167,7 @@ export async function trainLoop(spec: TrainLoopSpec): Promise<TrainLoopResult> {
     opt.dispose();
     model.eval();
   }
-  return { curve, steps: spec.totalSteps - start, seconds: (performance.now() - t0) / 1000, tokens, resumedFrom: start };
+  return { curve, steps: end - start, seconds: (performance.now() - t0) / 1000, tokens, resumedFrom: start, endStep: end };
 }
 
 /** Name of the first parameter whose gradient holds a NaN or an Inf (read back: only on failure). */

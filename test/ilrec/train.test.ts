@@ -13,7 +13,7 @@ import { generateSynthetic } from '../../ilrec/data/synthetic.js';
 import { itemCodesFromDataset, recData } from '../../ilrec/train/examples.js';
 import { dpoFamilyLoss, logSumExp } from '../../ilrec/train/losses.js';
 import { buildModel, runExperiment } from '../../ilrec/train/pipeline.js';
-import { runDpoFamily, runIlrec, runSft, type StageRunOptions } from '../../ilrec/train/stages.js';
+import { runDpoFamily, runIlrec, runSft, stageSteps, type SftSelection, type StageRunOptions } from '../../ilrec/train/stages.js';
 import { TrainingDivergedError, trainLoop } from '../../ilrec/train/trainer.js';
 import { useDevice } from '../helpers.js';
 
@@ -159,16 +159,70 @@ describe('non-finite values stop the run', () => {
   });
 });
 
+describe('SFT model selection on validation users', () => {
+  // 8 steps, scored every 2: the score is scripted by step, so which weights win is known.
+  const cfg = resolveConfig({ ...TINY, sft: { ...TINY.sft, steps: 8 } });
+  const everyEpochs = 2 / stageSteps({ ...cfg.sft, epochs: 1, steps: 0 }, data.windows.length);
+  /** Runs SFT with `scores[step]` as the validation score; returns the selection log, the final weights and the weights seen after each step. */
+  async function selectRun(scores: Record<number, number>, patience: number) {
+    const model = buildModel(cfg, codes.vocab.size, 64);
+    const seen = new Map<number, Map<string, Float32Array>>();
+    let step = 0;
+    const select: SftSelection = { everyEpochs, patience, score: async () => scores[step]! };
+    const res = await runSft(model, data, cfg, { progress: 'off', onStep: async (l) => { step = l.step + 1; seen.set(l.step, await weights(model)); } }, select);
+    step = 0;
+    const final = await weights(model);
+    model.dispose();
+    return { res, final, seen };
+  }
+
+  it('keeps the weights of the best-scoring evaluation, not the last', async () => {
+    // onStep runs after the score, so `step` holds the step being scored: 2, 4, 6, 8.
+    const { res, final, seen } = await selectRun({ 2: 0.1, 4: 0.3, 6: 0.2, 8: 0.25 }, 0);
+    expect(res.selection!.history.map((h) => [h.step, h.score])).toEqual([[2, 0.1], [4, 0.3], [6, 0.2], [8, 0.25]]);
+    expect(res.selection!.bestStep).toBe(4);
+    expect(res.endStep).toBe(8);
+    expectSameWeights(seen.get(4)!, final);
+    expect(() => expectSameWeights(seen.get(8)!, final)).toThrow();
+  });
+
+  it('stops after `patience` evaluations without a new best', async () => {
+    const { res, final, seen } = await selectRun({ 2: 0.5, 4: 0.4, 6: 0.3, 8: 0.6 }, 2);
+    expect(res.selection!.stoppedEarly).toBe(true);
+    expect(res.endStep).toBe(6);
+    expect(res.steps).toBe(6);
+    expect([...seen.keys()]).toEqual([1, 2, 3, 4, 5, 6]);
+    expectSameWeights(seen.get(2)!, final);
+  });
+
+  it('resumes bit-identically, best weights and early stop included', async () => {
+    // A score that is a deterministic function of the weights, so the replay after a crash decides the same.
+    const score = async (m: LlamaForCausalLM) => {
+      const w = [...(await weights(m)).values()][0]!;
+      return w.reduce((a, v, i) => a + v * Math.sin(i), 0);
+    };
+    for (const patience of [0, 1]) {
+      const select: SftSelection = { everyEpochs, patience, score };
+      await resumeMatches((m, o) => runSft(m, data, cfg, o, select));
+    }
+  });
+});
+
 describe('experiment', () => {
   it('runs every stage and ablation on a tiny synthetic set and writes the report', async () => {
     const out = tmp();
-    const cfg = resolveConfig({ ...TINY, data: { ...TINY.data, maxUsers: 24 }, sft: { ...TINY.sft, steps: 3 }, pref: { ...TINY.pref, steps: 2 } });
+    const cfg = resolveConfig({ ...TINY, data: { ...TINY.data, maxUsers: 24 }, sft: { ...TINY.sft, steps: 3 }, pref: { ...TINY.pref, steps: 2 }, select: { everyEpochs: 0.1, users: 5, patience: 0 } });
     const lines: string[] = [];
     const res = await runExperiment(cfg, {
       out, stages: ['sft', 'ilrec', 'dpo', 'sdpo', 'sprec'], ablations: ['noCPO', 'noCPD', 'noCRR', 'finalLayerNegatives', 'ceOnly'],
       resume: false, progress: 'off', log: (l) => lines.push(l),
     });
     const names = res.rows.map((r) => r.name);
+    // SFT selection ran through the pipeline: scored on 5 validation users, the kept step logged and recorded.
+    const sel = (res.rows[1]!.config as { selection?: { history: unknown[]; bestStep: number } }).selection!;
+    expect(sel.history.length).toBeGreaterThan(0);
+    expect(lines.filter((l) => l.startsWith('sft: validation NDCG@10') && l.includes('(5 users)'))).toHaveLength(sel.history.length);
+    expect(lines.some((l) => l.startsWith(`sft: kept the weights of step ${sel.bestStep} `))).toBe(true);
     expect(names).toEqual(['sasrec', 'sft', 'ilrec', 'dpo', 'sdpo', 'sprec', 'ilrec-noCPO', 'ilrec-noCPD', 'ilrec-noCRR', 'ilrec-finalLayerNegatives', 'ilrec-ceOnly']);
     // The control keeps only the cross-entropy: its loss is L_CPO with α = 0, nothing added.
     const curves = JSON.parse(fs.readFileSync(path.join(out, 'curves.json'), 'utf8')) as Record<string, { losses: Record<string, number> }[]>;

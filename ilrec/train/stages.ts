@@ -101,7 +101,7 @@ export async function runSft(
             fs.mkdirSync(path.dirname(bestFile), { recursive: true });
             writeSafetensorsFile(bestFile, best, { step: String(l.step) });
           }
-        } else if (select.patience > 0 && ++log.stale >= select.patience) log.stoppedEarly = true;
+        } else if (++log.stale >= select.patience && select.patience > 0 && l.step < totalSteps) log.stoppedEarly = true; // at the last step there is nothing left to stop
       }
       await opts.onStep?.(l);
     },

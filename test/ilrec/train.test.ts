@@ -178,10 +178,12 @@ describe('SFT model selection on validation users', () => {
 
   it('keeps the weights of the best-scoring evaluation, not the last', async () => {
     // onStep runs after the score, so `step` holds the step being scored: 2, 4, 6, 8.
-    const { res, final, seen } = await selectRun({ 2: 0.1, 4: 0.3, 6: 0.2, 8: 0.25 }, 0);
+    const { res, final, seen } = await selectRun({ 2: 0.1, 4: 0.3, 6: 0.2, 8: 0.25 }, 2);
     expect(res.selection!.history.map((h) => [h.step, h.score])).toEqual([[2, 0.1], [4, 0.3], [6, 0.2], [8, 0.25]]);
     expect(res.selection!.bestStep).toBe(4);
     expect(res.endStep).toBe(8);
+    // Two evaluations without a new best, but the second is the last step: the run ended, it did not stop early.
+    expect(res.selection!.stoppedEarly).toBe(false);
     expectSameWeights(seen.get(4)!, final);
     expect(() => expectSameWeights(seen.get(8)!, final)).toThrow();
   });

@@ -410,6 +410,13 @@ export function stateDict(m: Module, prefix = '', seen = new Set<Tensor>()): Map
   return out;
 }
 
+/** Every weight of stateDict read back to the host (a snapshot, or what a checkpoint writes). */
+export async function stateArrays(m: Module): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, t] of stateDict(m)) out.set(name, { shape: [...t.shape], data: (await t.toArray()) as Float32Array });
+  return out;
+}
+
 /** Overwrites the model's weights in place (optimizer state keeps pointing at the same tensors). */
 export function loadStateDict(m: Module, weights: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array | Int32Array }>, opts: { strict?: boolean } = {}): void {
   const sd = stateDict(m);

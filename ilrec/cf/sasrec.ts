@@ -33,7 +33,7 @@ import {
   tidy,
   type AdamWState,
 } from '../../engine/index.js';
-import { LlamaForCausalLM, loadStateDict, makeConfig, stateDict } from '../../engine/model/index.js';
+import { LlamaForCausalLM, loadStateDict, makeConfig, stateArrays } from '../../engine/model/index.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../../engine/io/node.js';
 import type { LoadedTensor, TensorToWrite } from '../../engine/io/safetensors.js';
 import { metricsFromRanks, rankFromScores, DEFAULT_KS, type MetricValues } from '../eval/metrics.js';
@@ -296,9 +296,7 @@ export class SASRec extends Module {
 
   /** Parameters by name (`pos`, `lm.model.*`; the tied head once), as host arrays for a checkpoint. */
   async stateArrays(): Promise<Map<string, TensorToWrite>> {
-    const out = new Map<string, TensorToWrite>();
-    for (const [name, t] of stateDict(this)) out.set(name, { shape: [...t.shape], data: (await t.toArray()) as Float32Array });
-    return out;
+    return stateArrays(this);
   }
 
   /** Atomic safetensors checkpoint of every parameter, the config in the metadata. */

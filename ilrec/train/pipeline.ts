@@ -4,7 +4,7 @@
 // Every stage checkpoints into the output directory, so `resume` picks a run up where it stopped.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LlamaForCausalLM, applyLoRA, loadStateDict, makeConfig, mergeLoRA, stateDict } from '../../engine/model/index.js';
+import { LlamaForCausalLM, applyLoRA, loadStateDict, makeConfig, mergeLoRA, stateArrays } from '../../engine/model/index.js';
 import { fromHF, saveHF } from '../../engine/model/node.js';
 import { readSafetensorsFile, writeFileAtomic } from '../../engine/io/node.js';
 import { readLcRecDir } from '../data/readers.js';
@@ -294,9 +294,7 @@ function writeJson(file: string, value: unknown): void {
 
 /** Same architecture: copies every weight (by name) from one model into another. */
 async function copyWeights(from: LlamaForCausalLM, to: LlamaForCausalLM): Promise<void> {
-  const weights = new Map<string, { shape: readonly number[]; data: Float32Array }>();
-  for (const [name, t] of stateDict(from)) weights.set(name, { shape: t.shape, data: (await t.toArray()) as Float32Array });
-  loadStateDict(to, weights, { strict: true });
+  loadStateDict(to, await stateArrays(from), { strict: true });
 }
 
 /** Loads a saved model directory (model.safetensors) into a model of the same architecture. */

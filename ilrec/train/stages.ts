@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { add, mean, noGrad, scale } from '../../engine/index.js';
-import { loadStateDict, stateDict, type LlamaForCausalLM } from '../../engine/model/llama.js';
+import { loadStateDict, stateArrays, type LlamaForCausalLM } from '../../engine/model/llama.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../../engine/io/node.js';
 import { beamSearch } from '../../engine/model/generate.js';
 import { ablated, type IlrecConfig, type OptimConfig } from '../config.js';
@@ -75,7 +75,7 @@ export async function runSft(
   const every = Math.max(1, Math.round(select.everyEpochs * stepsPerEpoch));
   const bestFile = select.bestFile ?? (opts.checkpoint ? opts.checkpoint.replace(/(\.safetensors)?$/, '.best.safetensors') : undefined);
   let log: SelectionLog = { history: [], bestStep: -1, bestScore: null, stale: 0, stoppedEarly: false };
-  let best: Map<string, { shape: readonly number[]; data: Float32Array }> | null = null;
+  let best: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array | Int32Array }> | null = null;
   const extra: ExtraState = {
     save: () => log,
     load: (saved) => {
@@ -83,7 +83,7 @@ export async function runSft(
       if (log.bestStep < 0) return;
       // The best weights live in their own file (written when they became the best).
       if (!bestFile || !fs.existsSync(bestFile)) throw new Error(`${opts.checkpoint}: SFT selection's best weights (step ${log.bestStep}) are missing: ${bestFile ?? 'no file'}`);
-      best = new Map([...readSafetensorsFile(bestFile).tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data as Float32Array }]));
+      best = readSafetensorsFile(bestFile).tensors;
     },
   };
   const res = await trainLoop({
@@ -94,9 +94,8 @@ export async function runSft(
         model.train(); // evaluation leaves the model in eval mode
         log.history.push({ step: l.step, epoch: l.step / stepsPerEpoch, score });
         if (log.bestScore === null || score > log.bestScore) {
-          log = { ...log, bestStep: l.step, bestScore: score, stale: 0 };
-          best = new Map();
-          for (const [k, t] of stateDict(model)) best.set(k, { shape: [...t.shape], data: (await t.toArray()) as Float32Array });
+          Object.assign(log, { bestStep: l.step, bestScore: score, stale: 0 });
+          best = await stateArrays(model);
           if (bestFile) {
             fs.mkdirSync(path.dirname(bestFile), { recursive: true });
             writeSafetensorsFile(bestFile, best, { step: String(l.step) });

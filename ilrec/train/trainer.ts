@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AdamW, Tensor, backward, gradNorm, scale, tidy } from '../../engine/index.js';
-import { loadStateDict, stateDict, type LlamaForCausalLM } from '../../engine/model/llama.js';
+import { loadStateDict, stateArrays, type LlamaForCausalLM } from '../../engine/model/llama.js';
 import { loraModules } from '../../engine/model/lora.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../../engine/io/node.js';
 import type { TensorToWrite } from '../../engine/io/safetensors.js';
@@ -189,7 +189,7 @@ export async function saveTrainState(
   file: string, model: LlamaForCausalLM, opt: AdamW, stage: string, step: number, curve: StepLog[], extra?: ExtraState,
 ): Promise<void> {
   const tensors = new Map<string, TensorToWrite>();
-  for (const [name, t] of stateDict(model)) tensors.set(`model.${name}`, { shape: [...t.shape], data: (await t.toArray()) as Float32Array });
+  for (const [name, t] of await stateArrays(model)) tensors.set(`model.${name}`, t);
   const st = await opt.state();
   st.m.forEach((m, i) => {
     if (m) tensors.set(`adam.m.${i}`, { shape: [m.length], data: m });

@@ -146,18 +146,15 @@ export async function trainLoop(spec: TrainLoopSpec): Promise<TrainLoopResult> {
 
       const now = performance.now();
       const log: StepLog = { step: step + 1, lr, losses: sums, gradNorm: normValue, tokensPerSec: (windowTokens * 1000) / Math.max(1e-9, now - windowStart) };
-      let last = step + 1 === spec.totalSteps;
+      progress.update(step + 1, { losses: sums, tokensPerSec: log.tokensPerSec, lr });
+      await spec.onStep?.(log);
       end = step + 1;
-      if ((step + 1) % spec.logEvery === 0 || last) {
+      // The stage's last step: the planned end, or an early stop decided in onStep.
+      const last = end === spec.totalSteps || (spec.shouldStop?.() ?? false);
+      if (end % spec.logEvery === 0 || last) {
         curve.push(log);
         windowTokens = 0;
         windowStart = now;
-      }
-      progress.update(step + 1, { losses: sums, tokensPerSec: log.tokensPerSec, lr });
-      await spec.onStep?.(log);
-      if (!last && spec.shouldStop?.()) {
-        last = true;
-        if (curve[curve.length - 1] !== log) curve.push(log);
       }
       if (spec.checkpoint && (last || (spec.checkpointEvery > 0 && (step + 1) % spec.checkpointEvery === 0)))
         await saveTrainState(spec.checkpoint, model, opt, spec.stage, step + 1, curve, spec.extra);

@@ -4,8 +4,8 @@
 struct Params {
   n: u32,          // elements of the output
   rank: u32,       // dims used in shape/strides (<= 8)
-  scalar: f32,     // fill value, or the exponent of pow
-  pad: u32,
+  scalar: f32,     // fill value, the exponent of pow, or dropout's probability
+  seed: u32,       // dropout: state of the mask stream
   shape: array<vec4<u32>, 2>,   // output dims
   sa: array<vec4<u32>, 2>,      // element strides of a (0 on broadcast dims)
   sb: array<vec4<u32>, 2>,      // element strides of b
@@ -146,6 +146,31 @@ fn unary_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 fn unary_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
   let n4 = (p.n + 3u) / 4u;
   for (var i = gid.x; i < n4; i += nw.x * WG) { out4[i] = c4[i] * unary_grad(a4[i], b4[i]); }
+}
+
+// Inverted dropout: element i is kept, scaled by 1/(1-p), unless the (i+1)-th draw of the host's
+// Rng(seed) (engine/ops/create.ts: a Weyl sequence through murmur3's finaliser) is below p. A
+// counter-based mask: nothing is stored, the backward regenerates it from the seed, and the float64
+// reference reproduces it draw for draw.
+const GOLDEN = 0x9e3779b9u;
+
+fn mix32(x: u32) -> u32 {
+  var z = (x ^ (x >> 16u)) * 0x85ebca6bu;
+  z = (z ^ (z >> 13u)) * 0xc2b2ae35u;
+  return z ^ (z >> 16u);
+}
+
+@compute @workgroup_size(WG)
+fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let n4 = (p.n + 3u) / 4u;
+  // p·2^32 is exact in f32 (a power-of-two scale); keep iff draw·2^32 >= it.
+  let threshold = u32(p.scalar * 4294967296.0);
+  let keep_scale = 1.0 / (1.0 - p.scalar);
+  for (var i = gid.x; i < n4; i += nw.x * WG) {
+    let e = 4u * i + vec4<u32>(1u, 2u, 3u, 4u);
+    let h = vec4<u32>(mix32(p.seed + e.x * GOLDEN), mix32(p.seed + e.y * GOLDEN), mix32(p.seed + e.z * GOLDEN), mix32(p.seed + e.w * GOLDEN));
+    out4[i] = select(vec4<f32>(0.0), a4[i] * keep_scale, h >= vec4<u32>(threshold));
+  }
 }
 
 @compute @workgroup_size(WG)

@@ -4,7 +4,7 @@ import { device } from '../device.js';
 import { Module, Linear, Embedding, RMSNorm } from '../nn.js';
 import { Tensor, keep, shapeStr } from '../tensor.js';
 import { Rng, tensor } from '../ops/create.js';
-import { add, mul, silu } from '../ops/elementwise.js';
+import { add, dropout, mul, silu } from '../ops/elementwise.js';
 import { linear } from '../ops/matmul.js';
 import { rmsNorm } from '../ops/norm.js';
 import { rope } from '../ops/rope.js';
@@ -23,6 +23,14 @@ export interface LlamaOptions {
   init?: Partial<InitConfig>;
   /** Loaded weights (e.g. from safetensors); every name it answers must have the right size. */
   weights?: WeightSource;
+  /**
+   * Dropout probability on the embeddings and on each attention and MLP output before its residual
+   * add (GPT-2's embd/resid dropout), in training mode only. Default 0. Attention weights are not
+   * dropped: the fused attention never materialises them.
+   */
+  dropout?: number;
+  /** Seed of the dropout masks' generator (default: the init seed). */
+  dropoutSeed?: number;
 }
 
 /** Creates the model's parameters in HF order: loaded where the source has them, else HF's `_init_weights`. */
@@ -71,6 +79,8 @@ interface LayerContext {
   /** Additive f32 [B, 1, 1, Tk] (0 or MASKED_SCORE). */
   mask?: Tensor;
   cache?: KVCache;
+  /** Residual dropout (the identity outside training). */
+  drop: (x: Tensor) => Tensor;
 }
 
 /** Multi-head self-attention with GQA, rotate-half RoPE and optional q/k/v (Qwen2) and o biases. */
@@ -151,8 +161,8 @@ export class LlamaDecoderLayer extends Module {
   }
 
   forward(x: Tensor, ctx: LayerContext): Tensor {
-    const h = add(x, this.self_attn.forward(this.input_layernorm.forward(x), ctx));
-    return add(h, this.mlp.forward(this.post_attention_layernorm.forward(h)));
+    const h = add(x, ctx.drop(this.self_attn.forward(this.input_layernorm.forward(x), ctx)));
+    return add(h, ctx.drop(this.mlp.forward(this.post_attention_layernorm.forward(h))));
   }
 }
 
@@ -275,11 +285,18 @@ export class LlamaForCausalLM extends Module {
   lm_head: Linear;
   /** RoPE inverse frequencies [hs / 2] (with the config's rope_scaling). */
   readonly invFreq: Float32Array;
+  /** Residual and embedding dropout probability in training mode (LlamaOptions.dropout); may be changed. */
+  dropout: number;
+  /** One draw per dropout site and forward: the seed of that site's mask. */
+  private readonly dropoutRng: Rng;
 
   constructor(config: LlamaLikeConfig, opts: LlamaOptions = {}) {
     super();
     this.config = config;
-    const p = new ParamFactory({ ...INIT_DEFAULTS, ...opts.init }, opts.weights);
+    const init = { ...INIT_DEFAULTS, ...opts.init };
+    this.dropout = opts.dropout ?? 0;
+    this.dropoutRng = new Rng(opts.dropoutSeed ?? init.seed);
+    const p = new ParamFactory(init, opts.weights);
     this.model = new LlamaModel(config, p);
     this.lm_head = config.tie_word_embeddings
       ? linearOf(this.model.embed_tokens.weight, null)
@@ -289,6 +306,14 @@ export class LlamaForCausalLM extends Module {
 
   get numLayers(): number {
     return this.config.num_hidden_layers;
+  }
+
+  /** State of the dropout masks' generator (checkpoint it to resume bit-exactly). */
+  get dropoutState(): [number, number | null] {
+    return this.dropoutRng.state;
+  }
+  set dropoutState(s: [number, number | null]) {
+    this.dropoutRng.state = s;
   }
 
   /** A KV cache for B sequences of up to maxT tokens. */
@@ -317,7 +342,10 @@ export class LlamaForCausalLM extends Module {
     if (!(Number.isInteger(v0) && Number.isInteger(v1) && 0 <= v0 && v0 < v1 && v1 <= V))
       throw new Error(`forward: vocabSlice [${v0}, ${v1}) outside [0, ${V})`);
 
-    const ctx: LayerContext = { invFreq: this.invFreq, offset: past };
+    const p = this.dropout;
+    if (!(p >= 0 && p < 1)) throw new Error(`forward: dropout ${p} must be in [0, 1)`);
+    const drop = this.training && p > 0 && !cache ? (x: Tensor) => dropout(x, p, Math.floor(this.dropoutRng.next() * 2 ** 32)) : (x: Tensor) => x;
+    const ctx: LayerContext = { invFreq: this.invFreq, offset: past, drop };
     if (opts.attentionMask !== undefined) {
       const m = hostInts(opts.attentionMask, 'attentionMask');
       const Tk = past + T;
@@ -364,7 +392,7 @@ export class LlamaForCausalLM extends Module {
     const layerHead = () => (headSlice ??= sliced ? this.lm_head.weight : slice(this.lm_head.weight, [v0, 0], [v1, this.config.hidden_size]));
 
     const layerLogits = new Map<number, Tensor>();
-    let h = this.model.embed_tokens.forward(idT);
+    let h = drop(this.model.embed_tokens.forward(idT));
     if (layers.includes(0)) layerLogits.set(0, lens(h, layerHead()));
     this.model.layers.forEach((layer, l) => {
       ctx.cache = cache?.layers[l];

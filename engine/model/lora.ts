@@ -4,7 +4,7 @@ import { Module, Linear } from '../nn.js';
 import { Tensor, keep } from '../tensor.js';
 import { noGrad } from '../autograd.js';
 import { Rng, tensor } from '../ops/create.js';
-import { add, mul, scale } from '../ops/elementwise.js';
+import { add, dropout, scale } from '../ops/elementwise.js';
 import { linear, matmul } from '../ops/matmul.js';
 import { LORA_DEFAULTS, type LoRAConfig } from './config.js';
 import { linearOf, stateDict } from './llama.js';
@@ -49,13 +49,8 @@ export class LoRALinear extends Linear {
   override forward(x: Tensor): Tensor {
     const y = super.forward(x);
     let xin = x;
-    if (this.training && this.dropoutP > 0) {
-      // Inverted dropout with a host-drawn mask (the engine has no GPU RNG): kept inputs scaled by 1/(1−p).
-      const keepScale = 1 / (1 - this.dropoutP);
-      const m = new Float32Array(x.size);
-      for (let i = 0; i < m.length; i++) m[i] = this.dropoutRng.next() < this.dropoutP ? 0 : keepScale;
-      xin = mul(x, tensor(m, x.shape));
-    }
+    // Inverted dropout; one draw of the module's generator seeds the mask (the kernel derives the rest).
+    if (this.training && this.dropoutP > 0) xin = dropout(x, this.dropoutP, Math.floor(this.dropoutRng.next() * 2 ** 32));
     const delta = linear(linear(xin, this.lora_A.weight), this.lora_B.weight);
     return add(y, scale(delta, this.scaling));
   }

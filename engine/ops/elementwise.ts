@@ -25,9 +25,9 @@ export const BINARY = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, 
 export type BinaryOp = keyof typeof BINARY;
 type DiffBinaryOp = Exclude<BinaryOp, 'eq' | 'gt'>;
 
-function params(n: number, scalar = 0, rank = 0, shape: Shape = [], sa: Shape = [], sb: Shape = [], sc: Shape = []) {
-  // Contiguous kernels read only n and scalar: skip packing the (unused) dims on the hot path.
-  if (rank === 0) return [n, 0, f32bits(scalar), 0];
+function params(n: number, scalar = 0, rank = 0, shape: Shape = [], sa: Shape = [], sb: Shape = [], sc: Shape = [], seed = 0) {
+  // Contiguous kernels read only n, scalar and seed: skip packing the (unused) dims on the hot path.
+  if (rank === 0) return [n, 0, f32bits(scalar), seed >>> 0];
   return [n, rank, f32bits(scalar), 0, ...pack8(shape), ...pack8(sa), ...pack8(sb), ...pack8(sc)];
 }
 
@@ -165,6 +165,30 @@ export function scale(a: Tensor, s: number): Tensor {
 /** a + s for a scalar s. */
 export function addScalar(a: Tensor, s: number): Tensor {
   return add(a, fill([1], s));
+}
+
+function dropoutKernel(x: Tensor, p: number, seed: number, label: string): Tensor {
+  const out = Tensor.empty(x.shape);
+  run({
+    shader: SHADER, entry: 'dropout', label, ...contiguous(Math.ceil(x.size / 4)),
+    buffers: { 11: x.buffer, 14: out.buffer }, params: params(x.size, p, 0, [], [], [], [], seed),
+  });
+  return out;
+}
+
+/**
+ * Inverted dropout: each element is zeroed with probability p, the rest scaled by 1/(1−p). The mask
+ * is a function of (seed, element index): element i is dropped iff the (i+1)-th draw of
+ * `new Rng(seed)` is below p, so it costs no memory, the backward rebuilds it, and a host
+ * generator's state (one draw per call for the seed) is all a checkpoint needs to resume exactly.
+ */
+export function dropout(x: Tensor, p: number, seed: number): Tensor {
+  assertF32(x, 'dropout');
+  if (!(p >= 0 && p < 1)) throw new Error(`dropout: probability ${p} must be in [0, 1)`);
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new Error(`dropout: seed ${seed} must be a u32`);
+  const y = dropoutKernel(x, p, seed, 'dropout');
+  // y = m ⊙ x / (1−p) is linear in x: dx = m ⊙ dy / (1−p), the same kernel on dy.
+  return record(y, 'dropout', [x], (dy) => [dropoutKernel(dy, p, seed, 'dropout_bwd')]);
 }
 
 function whereKernel(cond: Tensor, a: Tensor, b: Tensor, shape: Shape): Tensor {

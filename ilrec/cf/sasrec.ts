@@ -15,6 +15,7 @@ import {
   Tensor,
   add,
   backward,
+  dropout,
   clipGradNorm,
   crossEntropy,
   embedding,
@@ -165,15 +166,10 @@ export class SASRec extends Module {
     if (T > maxLen) throw new Error(`SASRec: sequence length ${T} > maxLen ${maxLen}`);
     const host = ids.hostInts!;
     let h = add(this.lm.model.embed_tokens.forward(ids), slice(this.pos, [maxLen - T, 0], [maxLen, C]));
-    if (this.training && this.config.dropout > 0) {
-      const p = this.config.dropout;
-      const m = new Float32Array(B * T * C);
-      for (let i = 0; i < m.length; i++) m[i] = this.dropRng.next() < p ? 0 : 1 / (1 - p);
-      h = mul(h, tensor(m, [B, T, C]));
-    }
+    if (this.training && this.config.dropout > 0) h = dropout(h, this.config.dropout, Math.floor(this.dropRng.next() * 2 ** 32));
     const maskArr = new Float32Array(B * T);
     for (let i = 0; i < maskArr.length; i++) maskArr[i] = host[i] === PAD ? MASKED_SCORE : 0;
-    const ctx = { invFreq: this.lm.invFreq, offset: 0, mask: tensor(maskArr, [B, 1, 1, T]) };
+    const ctx = { invFreq: this.lm.invFreq, offset: 0, mask: tensor(maskArr, [B, 1, 1, T]), drop: (x: Tensor) => x };
     for (const layer of this.lm.model.layers) h = layer.forward(h, ctx);
     const norm = this.lm.model.norm;
     return rmsNorm(h, norm.weight, norm.eps);

@@ -62,6 +62,7 @@ export function buildModel(cfg: IlrecConfig, vocabSize: number, maxTokens: numbe
     const model = fromHF(m.init);
     if (model.config.vocab_size !== vocabSize)
       throw new Error(`model.init ${m.init}: vocabulary of ${model.config.vocab_size} tokens, the SID vocabulary has ${vocabSize}`);
+    model.dropout = m.dropout;
     return model;
   }
   const config = makeConfig({
@@ -69,7 +70,7 @@ export function buildModel(cfg: IlrecConfig, vocabSize: number, maxTokens: numbe
     num_hidden_layers: m.layers, num_attention_heads: m.heads, num_key_value_heads: m.kvHeads,
     max_position_embeddings: maxTokens, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2, pad_token_id: 0,
   });
-  return new LlamaForCausalLM(config, { init: { seed: cfg.run.seed, std: m.initStd } });
+  return new LlamaForCausalLM(config, { init: { seed: cfg.run.seed, std: m.initStd }, dropout: m.dropout });
 }
 
 /** Row label of a stage / ablation. */
@@ -187,7 +188,7 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
     await runStage(stage, ablation, model, async (m, stageOpts) => {
       if (stage === 'ilrec') return runIlrec(m, data, c, cf, ds.sequences, stageOpts);
       if (!reference) {
-        reference = buildModel(cfg, codes.vocab.size, maxTokens);
+        reference = buildModel(cfg, codes.vocab.size, maxTokens).eval(); // frozen: scored without dropout
         await copyWeights(sftModel, reference);
       }
       return runDpoFamily(stage as 'dpo' | 'sdpo' | 'sprec', m, reference, data, c, nItems, prefSteps, stageOpts);

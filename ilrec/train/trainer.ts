@@ -180,7 +180,7 @@ async function firstNonFinite(named: [string, Tensor][]): Promise<string> {
 
 /**
  * One file holds the whole state (weights, AdamW moments and step counts, the stage's step, the
- * curve, LoRA dropout generators, the stage's extra state), so the write is a single atomic rename.
+ * curve, the dropout generators (model and LoRA), the stage's extra state), so the write is a single atomic rename.
  */
 export async function saveTrainState(
   file: string, model: LlamaForCausalLM, opt: AdamW, stage: string, step: number, curve: StepLog[], extra?: ExtraState,
@@ -201,6 +201,7 @@ export async function saveTrainState(
     adamSteps: JSON.stringify(st.step),
     curve: JSON.stringify(curve),
     lora: JSON.stringify(loraModules(model).map((m) => m.rngState)),
+    dropout: JSON.stringify(model.dropoutState),
     extra: JSON.stringify(extra?.save() ?? null),
   });
 }
@@ -229,6 +230,8 @@ export function loadTrainState(
   const mods = loraModules(model);
   if (lora.length !== mods.length) throw new Error(`${file}: ${lora.length} LoRA generators saved, the model has ${mods.length} adapters`);
   mods.forEach((m, i) => (m.rngState = lora[i]!));
+  // Checkpoints from before model dropout existed carry no generator: the model's own start is theirs.
+  if (metadata['dropout']) model.dropoutState = JSON.parse(metadata['dropout']) as [number, number | null];
   extra?.load(JSON.parse(metadata['extra'] ?? 'null'));
   return { step: Number(metadata['step']), curve: JSON.parse(metadata['curve'] ?? '[]') as StepLog[] };
 }

@@ -53,15 +53,15 @@ function expectSameWeights(a: Map<string, Float32Array>, b: Map<string, Float32A
 }
 
 /** Trains straight, then again with a crash after step N (the checkpoint at N survives) and a resume. */
-async function resumeMatches(run: (m: LlamaForCausalLM, o: StageRunOptions) => Promise<unknown>): Promise<void> {
-  const straight = buildModel(TINY, codes.vocab.size, 64);
+async function resumeMatches(run: (m: LlamaForCausalLM, o: StageRunOptions) => Promise<unknown>, cfg = TINY): Promise<void> {
+  const straight = buildModel(cfg, codes.vocab.size, 64);
   const dir = tmp();
   await run(straight, { checkpoint: path.join(dir, 'a.safetensors'), progress: 'off' });
-  const crashed = buildModel(TINY, codes.vocab.size, 64);
+  const crashed = buildModel(cfg, codes.vocab.size, 64);
   const ck = path.join(dir, 'b.safetensors');
   await expect(run(crashed, { checkpoint: ck, progress: 'off', onStep: (l) => { if (l.step === 3) throw new Error('simulated crash'); } })).rejects.toThrow('simulated crash');
   crashed.dispose();
-  const resumed = buildModel(TINY, codes.vocab.size, 64);
+  const resumed = buildModel(cfg, codes.vocab.size, 64);
   await run(resumed, { checkpoint: ck, resume: true, progress: 'off' });
   expectSameWeights(await weights(straight), await weights(resumed));
   straight.dispose();
@@ -108,6 +108,11 @@ describe('DPO family', () => {
 describe('resume is bit-identical', () => {
   it('SFT', async () => {
     await resumeMatches((m, o) => runSft(m, data, TINY, o));
+  });
+
+  it('SFT with residual dropout (the mask generator is checkpointed)', async () => {
+    const drop = resolveConfig({ ...TINY, model: { ...TINY.model, dropout: 0.2 } });
+    await resumeMatches((m, o) => runSft(m, data, drop, o), drop);
   });
 
   it('ILRec with CF rewards', async () => {

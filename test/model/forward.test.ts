@@ -1,7 +1,8 @@
 // The causal LM against the independent float64 reference: logits (Llama / Qwen2, tied / untied, GQA),
 // logit-lens layers at chosen positions and vocab slices, left padding, HF names, and gradients.
 import { describe, expect, it } from 'vitest';
-import { Tensor, add, backward, crossEntropy, reshape, scale, tensor, tidy } from '../../engine/index.js';
+import { Rng, Tensor, add, backward, crossEntropy, reshape, scale, tensor, tidy } from '../../engine/index.js';
+import * as RE from '../../engine/ref/elementwise.js';
 import { expectedTensors } from '../../engine/io/hf.js';
 import { LlamaForCausalLM, makeConfig, stateDict, type LlamaLikeConfig } from '../../engine/model/index.js';
 import { expectClose, useDevice } from '../helpers.js';
@@ -182,6 +183,85 @@ describe('LlamaForCausalLM gradients', () => {
         }
       }
       expect(largest).toBeGreaterThan(1e-2); // the check is not vacuous
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
+describe('LlamaForCausalLM residual dropout', () => {
+  /** The reference's drop hook with the engine's masks: one seed per site, drawn from Rng(seed) in forward order. */
+  const refDrop = (p: number, seed: number) => {
+    const rng = new Rng(seed);
+    return (x: Float64Array) => RE.dropout({ data: x, shape: [x.length] }, p, Math.floor(rng.next() * 2 ** 32)).data;
+  };
+
+  it('training mode matches the reference with the same masks (values and gradients); eval mode drops nothing', async () => {
+    const cfg = smallConfig('llama', true);
+    const [B, T, p, seed] = [2, 5, 0.3, 5];
+    const w = randomWeights(cfg, 19);
+    const model = new LlamaForCausalLM(cfg, { weights: (n) => w.get(n), dropout: p, dropoutSeed: seed });
+    try {
+      const ids = randomIds(B, T + 1, cfg.vocab_size, 23);
+      const inputs = ids.map((r) => r.slice(0, T));
+      const targets = ids.flatMap((r) => r.slice(1));
+      const V = cfg.vocab_size;
+      const refLoss = (ww: Map<string, Float32Array | Float64Array>) => refCrossEntropy(refForward(cfg, ww, inputs, { drop: refDrop(p, seed) }).logits, targets, V);
+      const loss = tidy(() => {
+        const l = crossEntropy(reshape(model.forward(inputs).logits, [B * T, V]), tensor(targets, [B * T], 'i32'));
+        backward(l);
+        return l;
+      });
+      const got = await loss.item();
+      loss.dispose();
+      expect(got).toBeCloseTo(refLoss(w), 4);
+      expect(Math.abs(got - refCrossEntropy(refForward(cfg, w, inputs).logits, targets, V))).toBeGreaterThan(1e-3); // masks did act
+      const sd = stateDict(model);
+      const EPS = 1e-4;
+      for (const [name, idx] of [['model.layers.0.mlp.up_proj.weight', [2, 301]], ['model.layers.1.self_attn.o_proj.weight', [7, 400]], ['model.embed_tokens.weight', [ids[0][1] * cfg.hidden_size + 3]]] as const) {
+        const grad = await read(sd.get(name)!.grad!);
+        for (const i of idx) {
+          const plus = new Float64Array(w.get(name)!);
+          const minus = new Float64Array(w.get(name)!);
+          plus[i] += EPS;
+          minus[i] -= EPS;
+          const with_ = (v: Float64Array) => new Map<string, Float32Array | Float64Array>([...w, [name, v]]);
+          expectClose([grad[i]], [(refLoss(with_(plus)) - refLoss(with_(minus))) / (2 * EPS)], { atol: 1e-5, rtol: 2e-3, name: `d loss / d ${name}[${i}]` });
+        }
+      }
+      // Eval mode: the plain reference, and the generator does not advance.
+      const state = model.dropoutState;
+      model.eval();
+      const evalLogits = tidy(() => model.forward(inputs).logits);
+      expectClose(await read(evalLogits), refForward(cfg, w, inputs).logits, { ...TOL, name: 'eval-mode logits' });
+      evalLogits.dispose();
+      expect(model.dropoutState).toEqual(state);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('the generator state round-trips: restoring it repeats the masks', async () => {
+    const cfg = smallConfig('qwen2', false);
+    const w = randomWeights(cfg, 3);
+    const model = new LlamaForCausalLM(cfg, { weights: (n) => w.get(n), dropout: 0.5, dropoutSeed: 1 });
+    try {
+      const ids = randomIds(2, 6, cfg.vocab_size, 9);
+      const logits = async () => {
+        const t = tidy(() => model.forward(ids).logits);
+        const a = await read(t);
+        t.dispose();
+        return a;
+      };
+      const saved = model.dropoutState;
+      const a = await logits();
+      const b = await logits();
+      model.dropoutState = saved;
+      const c = await logits();
+      expect(Array.from(b)).not.toEqual(Array.from(a));
+      expect(Array.from(c)).toEqual(Array.from(a));
+      model.dropout = 1;
+      await expect(logits()).rejects.toThrow(/dropout 1 must be in \[0, 1\)/);
     } finally {
       model.dispose();
     }

@@ -57,7 +57,10 @@ function rms(x: Float64Array, rows: number, C: number, w: ArrayLike<number>, eps
  * Logits and hidden states for ids [B][T]. attentionMask [B][T] (1 real, 0 padding) masks padding keys
  * and sets positions to cumsum − 1 (HF); invFreq defaults to 1/θ^(2i/hs).
  */
-export function refForward(cfg: LlamaLikeConfig, w: Weights, ids: number[][], opts: { attentionMask?: number[][]; invFreq?: ArrayLike<number> } = {}): RefOutput {
+export function refForward(
+  cfg: LlamaLikeConfig, w: Weights, ids: number[][],
+  opts: { attentionMask?: number[][]; invFreq?: ArrayLike<number>; drop?: (x: Float64Array) => Float64Array } = {},
+): RefOutput {
   const B = ids.length;
   const T = ids[0].length;
   const { hidden_size: C, vocab_size: V, num_attention_heads: NH, num_key_value_heads: NKV, head_dim: hs, intermediate_size: I } = cfg;
@@ -76,11 +79,14 @@ export function refForward(cfg: LlamaLikeConfig, w: Weights, ids: number[][], op
     return row.map((_, t) => (m ? (m[t] ? c++ : 1) : t));
   });
 
+  // Dropout sites, in the engine's order: embeddings, then each layer's attention and MLP outputs.
+  const drop = opts.drop ?? ((x: Float64Array) => x);
   const E = get('model.embed_tokens.weight');
-  let h = new Float64Array(rows * C);
+  let h: Float64Array = new Float64Array(rows * C);
   ids.forEach((row, b) => row.forEach((id, t) => {
     for (let c = 0; c < C; c++) h[(b * T + t) * C + c] = E[id * C + c];
   }));
+  h = drop(h);
   const hidden = [h.slice()];
 
   // x [B·T, n·hs] with rotate-half RoPE applied per head at each row's position.
@@ -137,14 +143,14 @@ export function refForward(cfg: LlamaLikeConfig, w: Weights, ids: number[][], op
           }
         }
       }
-    const o = lin(att, rows, get(`${p}.self_attn.o_proj.weight`), NH * hs, C, cfg.o_bias ? get(`${p}.self_attn.o_proj.bias`) : undefined);
+    const o = drop(lin(att, rows, get(`${p}.self_attn.o_proj.weight`), NH * hs, C, cfg.o_bias ? get(`${p}.self_attn.o_proj.bias`) : undefined));
     for (let i = 0; i < h.length; i++) h[i] += o[i];
     const hn = rms(h, rows, C, get(`${p}.post_attention_layernorm.weight`), eps);
     const mb = (n: string) => (cfg.mlp_bias ? get(`${p}.mlp.${n}.bias`) : undefined);
     const g = lin(hn, rows, get(`${p}.mlp.gate_proj.weight`), C, I, mb('gate_proj'));
     const u = lin(hn, rows, get(`${p}.mlp.up_proj.weight`), C, I, mb('up_proj'));
     const a = g.map((z, i) => (z / (1 + Math.exp(-z))) * u[i]);
-    const d = lin(a, rows, get(`${p}.mlp.down_proj.weight`), I, C, mb('down_proj'));
+    const d = drop(lin(a, rows, get(`${p}.mlp.down_proj.weight`), I, C, mb('down_proj')));
     for (let i = 0; i < h.length; i++) h[i] += d[i];
     hidden.push(h.slice());
   }

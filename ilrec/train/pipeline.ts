@@ -161,6 +161,7 @@ export async function runExperiment(cfg: IlrecConfig, opts: ExperimentOptions): 
     const metric = `NDCG@${cfg.eval.ks.includes(10) ? 10 : cfg.eval.ks[0]}`;
     selection = {
       everyEpochs: cfg.select.everyEpochs, patience: cfg.select.patience,
+      scoreStart: cfg.model.init !== 'scratch', // a continued run keeps its start unless training beats it
       score: async (m) => {
         const v = (await evaluate(m, selectSamples)).metrics[metric]!;
         log(`sft: validation ${metric} ${v.toFixed(4)} (${selectSamples.length} users)`);

@@ -45,6 +45,11 @@ export interface SftSelection {
   score: (model: LlamaForCausalLM) => Promise<number>;
   everyEpochs: number;
   patience: number;
+  /**
+   * Score the starting weights too (step 0), so a continued run that never improves on its start
+   * keeps the start. For a model that starts from given weights; pointless from a random init.
+   */
+  scoreStart?: boolean;
   /** Where the best weights are kept for a resumed run (default: the checkpoint's name with .best.safetensors). */
   bestFile?: string;
 }
@@ -86,22 +91,26 @@ export async function runSft(
       best = readSafetensorsFile(bestFile).tensors;
     },
   };
+  const consider = async (step: number) => {
+    const score = await select.score(model);
+    model.train(); // evaluation leaves the model in eval mode
+    log.history.push({ step, epoch: step / stepsPerEpoch, score });
+    if (log.bestScore === null || score > log.bestScore) {
+      Object.assign(log, { bestStep: step, bestScore: score, stale: 0 });
+      best = await stateArrays(model);
+      if (bestFile) {
+        fs.mkdirSync(path.dirname(bestFile), { recursive: true });
+        writeSafetensorsFile(bestFile, best, { step: String(step) });
+      }
+    } else if (++log.stale >= select.patience && select.patience > 0 && step < totalSteps) log.stoppedEarly = true; // at the last step there is nothing left to stop
+  };
+  // A resumed run restores the log (start score included) from its checkpoint instead.
+  const resuming = !!(opts.resume && opts.checkpoint && fs.existsSync(opts.checkpoint));
+  if (select.scoreStart && !resuming) await consider(0);
   const res = await trainLoop({
     ...spec, extra,
     onStep: async (l) => {
-      if (l.step % every === 0 || l.step === totalSteps) {
-        const score = await select.score(model);
-        model.train(); // evaluation leaves the model in eval mode
-        log.history.push({ step: l.step, epoch: l.step / stepsPerEpoch, score });
-        if (log.bestScore === null || score > log.bestScore) {
-          Object.assign(log, { bestStep: l.step, bestScore: score, stale: 0 });
-          best = await stateArrays(model);
-          if (bestFile) {
-            fs.mkdirSync(path.dirname(bestFile), { recursive: true });
-            writeSafetensorsFile(bestFile, best, { step: String(l.step) });
-          }
-        } else if (++log.stale >= select.patience && select.patience > 0 && l.step < totalSteps) log.stoppedEarly = true; // at the last step there is nothing left to stop
-      }
+      if (l.step % every === 0 || l.step === totalSteps) await consider(l.step);
       await opts.onStep?.(l);
     },
     shouldStop: () => log.stoppedEarly,

@@ -169,11 +169,11 @@ describe('SFT model selection on validation users', () => {
   const cfg = resolveConfig({ ...TINY, sft: { ...TINY.sft, steps: 8 } });
   const everyEpochs = 2 / stageSteps({ ...cfg.sft, epochs: 1, steps: 0 }, data.windows.length);
   /** Runs SFT with `scores[step]` as the validation score; returns the selection log, the final weights and the weights seen after each step. */
-  async function selectRun(scores: Record<number, number>, patience: number) {
+  async function selectRun(scores: Record<number, number>, patience: number, scoreStart = false) {
     const model = buildModel(cfg, codes.vocab.size, 64);
-    const seen = new Map<number, Map<string, Float32Array>>();
+    const seen = new Map<number, Map<string, Float32Array>>([[0, await weights(model)]]);
     let step = 0;
-    const select: SftSelection = { everyEpochs, patience, score: async () => scores[step]! };
+    const select: SftSelection = { everyEpochs, patience, scoreStart, score: async () => scores[step]! };
     const res = await runSft(model, data, cfg, { progress: 'off', onStep: async (l) => { step = l.step + 1; seen.set(l.step, await weights(model)); } }, select);
     step = 0;
     const final = await weights(model);
@@ -193,12 +193,22 @@ describe('SFT model selection on validation users', () => {
     expect(() => expectSameWeights(seen.get(8)!, final)).toThrow();
   });
 
+  it('with scoreStart, the starting weights are a candidate: kept when no evaluation beats them', async () => {
+    const { res, final, seen } = await selectRun({ 0: 0.5, 2: 0.1, 4: 0.3, 6: 0.2, 8: 0.25 }, 0, true);
+    expect(res.selection!.history.map((h) => [h.step, h.score])).toEqual([[0, 0.5], [2, 0.1], [4, 0.3], [6, 0.2], [8, 0.25]]);
+    expect(res.selection!.bestStep).toBe(0);
+    expectSameWeights(seen.get(0)!, final);
+    const better = await selectRun({ 0: 0.2, 2: 0.1, 4: 0.3, 6: 0.2, 8: 0.25 }, 0, true);
+    expect(better.res.selection!.bestStep).toBe(4);
+    expectSameWeights(better.seen.get(4)!, better.final);
+  });
+
   it('stops after `patience` evaluations without a new best', async () => {
     const { res, final, seen } = await selectRun({ 2: 0.5, 4: 0.4, 6: 0.3, 8: 0.6 }, 2);
     expect(res.selection!.stoppedEarly).toBe(true);
     expect(res.endStep).toBe(6);
     expect(res.steps).toBe(6);
-    expect([...seen.keys()]).toEqual([1, 2, 3, 4, 5, 6]);
+    expect([...seen.keys()]).toEqual([0, 1, 2, 3, 4, 5, 6]); // 0: the start
     expectSameWeights(seen.get(2)!, final);
   });
 
@@ -208,8 +218,8 @@ describe('SFT model selection on validation users', () => {
       const w = [...(await weights(m)).values()][0]!;
       return w.reduce((a, v, i) => a + v * Math.sin(i), 0);
     };
-    for (const patience of [0, 1]) {
-      const select: SftSelection = { everyEpochs, patience, score };
+    for (const [patience, scoreStart] of [[0, false], [1, false], [0, true]] as const) {
+      const select: SftSelection = { everyEpochs, patience, scoreStart, score };
       await resumeMatches((m, o) => runSft(m, data, cfg, o, select));
     }
   });

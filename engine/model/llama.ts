@@ -344,7 +344,8 @@ export class LlamaForCausalLM extends Module {
 
     const p = this.dropout;
     if (!(p >= 0 && p < 1)) throw new Error(`forward: dropout ${p} must be in [0, 1)`);
-    const drop = this.training && p > 0 && !cache ? (x: Tensor) => dropout(x, p, Math.floor(this.dropoutRng.next() * 2 ** 32)) : (x: Tensor) => x;
+    // Training only, never while decoding into a cache; one draw per site and forward seeds its mask.
+    const drop = this.training && p > 0 && !cache ? (x: Tensor) => dropout(x, p, this.dropoutRng.int(2 ** 32)) : (x: Tensor) => x;
     const ctx: LayerContext = { invFreq: this.invFreq, offset: past, drop };
     if (opts.attentionMask !== undefined) {
       const m = hostInts(opts.attentionMask, 'attentionMask');

@@ -50,7 +50,7 @@ export class LoRALinear extends Linear {
     const y = super.forward(x);
     let xin = x;
     // Inverted dropout; one draw of the module's generator seeds the mask (the kernel derives the rest).
-    if (this.training && this.dropoutP > 0) xin = dropout(x, this.dropoutP, Math.floor(this.dropoutRng.next() * 2 ** 32));
+    if (this.training && this.dropoutP > 0) xin = dropout(x, this.dropoutP, this.dropoutRng.int(2 ** 32));
     const delta = linear(linear(xin, this.lora_A.weight), this.lora_B.weight);
     return add(y, scale(delta, this.scaling));
   }

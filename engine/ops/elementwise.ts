@@ -25,9 +25,9 @@ export const BINARY = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, 
 export type BinaryOp = keyof typeof BINARY;
 type DiffBinaryOp = Exclude<BinaryOp, 'eq' | 'gt'>;
 
-function params(n: number, scalar = 0, rank = 0, shape: Shape = [], sa: Shape = [], sb: Shape = [], sc: Shape = [], seed = 0) {
-  // Contiguous kernels read only n, scalar and seed: skip packing the (unused) dims on the hot path.
-  if (rank === 0) return [n, 0, f32bits(scalar), seed >>> 0];
+function params(n: number, scalar = 0, rank = 0, shape: Shape = [], sa: Shape = [], sb: Shape = [], sc: Shape = []) {
+  // Contiguous kernels read only n and scalar: skip packing the (unused) dims on the hot path.
+  if (rank === 0) return [n, 0, f32bits(scalar), 0];
   return [n, rank, f32bits(scalar), 0, ...pack8(shape), ...pack8(sa), ...pack8(sb), ...pack8(sc)];
 }
 
@@ -171,7 +171,7 @@ function dropoutKernel(x: Tensor, p: number, seed: number, label: string): Tenso
   const out = Tensor.empty(x.shape);
   run({
     shader: SHADER, entry: 'dropout', label, ...contiguous(Math.ceil(x.size / 4)),
-    buffers: { 11: x.buffer, 14: out.buffer }, params: params(x.size, p, 0, [], [], [], [], seed),
+    buffers: { 11: x.buffer, 14: out.buffer }, params: [x.size, 0, f32bits(p), seed], // Params' n, rank, scalar, seed
   });
   return out;
 }

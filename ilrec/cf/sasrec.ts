@@ -166,7 +166,7 @@ export class SASRec extends Module {
     if (T > maxLen) throw new Error(`SASRec: sequence length ${T} > maxLen ${maxLen}`);
     const host = ids.hostInts!;
     let h = add(this.lm.model.embed_tokens.forward(ids), slice(this.pos, [maxLen - T, 0], [maxLen, C]));
-    if (this.training && this.config.dropout > 0) h = dropout(h, this.config.dropout, Math.floor(this.dropRng.next() * 2 ** 32));
+    if (this.training && this.config.dropout > 0) h = dropout(h, this.config.dropout, this.dropRng.int(2 ** 32));
     const maskArr = new Float32Array(B * T);
     for (let i = 0; i < maskArr.length; i++) maskArr[i] = host[i] === PAD ? MASKED_SCORE : 0;
     const ctx = { invFreq: this.lm.invFreq, offset: 0, mask: tensor(maskArr, [B, 1, 1, T]), drop: (x: Tensor) => x };

@@ -154,10 +154,10 @@ fn unary_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 // reference reproduces it draw for draw.
 const GOLDEN = 0x9e3779b9u;
 
-fn mix32(x: u32) -> u32 {
-  var z = (x ^ (x >> 16u)) * 0x85ebca6bu;
-  z = (z ^ (z >> 13u)) * 0xc2b2ae35u;
-  return z ^ (z >> 16u);
+fn mix32(x: vec4<u32>) -> vec4<u32> {
+  var z = (x ^ (x >> vec4<u32>(16u))) * 0x85ebca6bu;
+  z = (z ^ (z >> vec4<u32>(13u))) * 0xc2b2ae35u;
+  return z ^ (z >> vec4<u32>(16u));
 }
 
 @compute @workgroup_size(WG)
@@ -167,8 +167,8 @@ fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
   let threshold = u32(p.scalar * 4294967296.0);
   let keep_scale = 1.0 / (1.0 - p.scalar);
   for (var i = gid.x; i < n4; i += nw.x * WG) {
-    let e = 4u * i + vec4<u32>(1u, 2u, 3u, 4u);
-    let h = vec4<u32>(mix32(p.seed + e.x * GOLDEN), mix32(p.seed + e.y * GOLDEN), mix32(p.seed + e.z * GOLDEN), mix32(p.seed + e.w * GOLDEN));
+    let k = 4u * i + vec4<u32>(1u, 2u, 3u, 4u); // draw numbers of the vec4's elements
+    let h = mix32(p.seed + k * GOLDEN);
     out4[i] = select(vec4<f32>(0.0), a4[i] * keep_scale, h >= vec4<u32>(threshold));
   }
 }

@@ -104,11 +104,10 @@ export async function runSft(
       }
     } else if (++log.stale >= select.patience && select.patience > 0 && step < totalSteps) log.stoppedEarly = true; // at the last step there is nothing left to stop
   };
-  // A resumed run restores the log (start score included) from its checkpoint instead.
-  const resuming = !!(opts.resume && opts.checkpoint && fs.existsSync(opts.checkpoint));
-  if (select.scoreStart && !resuming) await consider(0);
   const res = await trainLoop({
     ...spec, extra,
+    // Only on a fresh start: a resumed run restores the log (start score included) from its checkpoint.
+    onStart: select.scoreStart ? () => consider(0) : undefined,
     onStep: async (l) => {
       if (l.step % every === 0 || l.step === totalSteps) await consider(l.step);
       await opts.onStep?.(l);

@@ -50,6 +50,8 @@ export interface TrainLoopSpec {
   /** Names of the vector entries of a `terms` tensor, e.g. the fused loss's [CPO, CPD, CRR, |N|]. */
   termNames?: Record<string, string[]>;
   extra?: ExtraState;
+  /** Called once before the first step of a run that starts fresh (not when it resumes from a checkpoint). */
+  onStart?: () => void | Promise<void>;
   /** Called after every optimizer step (before a checkpoint is written). */
   onStep?: (log: StepLog) => void | Promise<void>;
   /**
@@ -90,8 +92,9 @@ export async function trainLoop(spec: TrainLoopSpec): Promise<TrainLoopResult> {
   const opt = new AdamW(params, { lr: oc.lr, weightDecay: oc.weightDecay });
   let curve: StepLog[] = [];
   let start = 0;
-  if (spec.resume && spec.checkpoint && fs.existsSync(spec.checkpoint)) {
-    const st = loadTrainState(spec.checkpoint, model, opt, spec.stage, spec.extra);
+  const resumeFrom = spec.resume && spec.checkpoint && fs.existsSync(spec.checkpoint) ? spec.checkpoint : null;
+  if (resumeFrom) {
+    const st = loadTrainState(resumeFrom, model, opt, spec.stage, spec.extra);
     start = st.step;
     curve = st.curve;
   }
@@ -106,6 +109,7 @@ export async function trainLoop(spec: TrainLoopSpec): Promise<TrainLoopResult> {
   let end = start;
   try {
     model.train();
+    if (!resumeFrom) await spec.onStart?.();
     for (let step = start; step < spec.totalSteps && !spec.shouldStop?.(); step++) {
       const lr = lrAt(step, spec.totalSteps, oc.lr, oc.schedule);
       opt.setLr(lr);
@@ -156,8 +160,8 @@ export async function trainLoop(spec: TrainLoopSpec): Promise<TrainLoopResult> {
         windowTokens = 0;
         windowStart = now;
       }
-      if (spec.checkpoint && (last || (spec.checkpointEvery > 0 && (step + 1) % spec.checkpointEvery === 0)))
-        await saveTrainState(spec.checkpoint, model, opt, spec.stage, step + 1, curve, spec.extra);
+      if (spec.checkpoint && (last || (spec.checkpointEvery > 0 && end % spec.checkpointEvery === 0)))
+        await saveTrainState(spec.checkpoint, model, opt, spec.stage, end, curve, spec.extra);
     }
   } finally {
     progress.stop();
